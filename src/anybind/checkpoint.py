@@ -1,0 +1,111 @@
+"""Atomic file writes and training checkpoints (weights in safetensors, state loaded weights-only).
+
+A checkpoint is a folder `checkpoints/step-NNNNNNNN/` written under a temporary name and renamed
+into place; the file `checkpoints/latest` (itself replaced atomically) names the newest complete
+one. A crash at any moment leaves either the old or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from anybind.errors import AnybindError
+
+WEIGHTS = "model.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Safetensors, atomically. Tensors are made contiguous and detached copies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise AnybindError(f"weights not found: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise AnybindError(f"cannot read weights {path}: {exc}") from exc
+
+
+def save_checkpoint(root: Path, step: int, model_state: dict[str, torch.Tensor],
+                    optim_state: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
+                  str(tmp / WEIGHTS))
+        torch.save(optim_state, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(root / "latest", name)
+    _prune(root, keep)
+    return root / name
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    pointer = root / "latest"
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text().strip()
+    return path if (path / "state.json").is_file() else None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Weights, optimizer state (weights_only: no arbitrary unpickling) and meta."""
+    try:
+        weights = load_file(str(path / WEIGHTS))
+        optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        meta = json.loads((path / "state.json").read_text())
+    except Exception as exc:
+        raise AnybindError(f"cannot read checkpoint {path}: {exc}") from exc
+    return weights, optim, meta
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".step-*"):  # temporaries of a crashed write
+        shutil.rmtree(stale, ignore_errors=True)

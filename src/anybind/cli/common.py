@@ -1,0 +1,41 @@
+"""Shared CLI plumbing: errors become one red line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from anybind.errors import AnybindError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AnybindError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: the last checkpoint is kept; --resume goes on")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def write_json(data: Any, path: Path | None) -> None:
+    if path is None:
+        return
+    from anybind.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2))
+    console.print(f"wrote {path}")

@@ -1,0 +1,44 @@
+"""`anybind eval RUN_DIR --data … --json OUT`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from anybind.cli.common import friendly_errors, write_json
+
+
+@friendly_errors
+def eval_command(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `anybind train`."),
+    data: list[str] = typer.Option(None, "--data", help=(
+        "Evaluation data (repeatable): a manifest (.jsonl/.csv/.parquet), an .npz, a folder, a "
+        "YAML list of sources, or digits:test. Default: the config's data.eval.")),
+    modality: str = typer.Option(None, "--modality", help="Modality of a folder's files."),
+    pattern: str = typer.Option(r"^(?P<label>[^_]+)_", "--pattern",
+                                help="Regex with a (?P<label>…) group, for a folder."),
+    keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array, repeatable."),
+    preprocess: str = typer.Option("none", "--preprocess", help="For .npz images: none or "
+                                   "mnist_to_uci."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full report here."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Zero-shot accuracy, retrieval for every modality pair, and the geometry of the space."""
+    from anybind.recipes.report import print_report
+
+    from anybind.cli.sources import parse_sources
+    from anybind.recipes.evaluate import evaluate_sources
+    from anybind.space import load_space
+
+    space = load_space(run_dir)
+    sources = parse_sources(data or [], modality=modality, pattern=pattern, keys=keys or [],
+                            preprocess=preprocess) or space.config.data.eval
+    if not sources:
+        from anybind.errors import AnybindError
+
+        raise AnybindError("no evaluation data: pass --data or set data.eval in the config")
+    report = evaluate_sources(space, sources, progress=not quiet, skip_bad=skip_bad)
+    print_report({"eval": report})
+    write_json(report, json_out)

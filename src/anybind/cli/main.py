@@ -1,0 +1,17 @@
+"""`anybind` — bind modalities into one space, then measure and use it."""
+
+from __future__ import annotations
+
+import typer
+
+from anybind.cli import demo, evaluate, train
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Bind any set of modalities into one embedding space; measure and use it.")
+app.command("train")(train.train_command)
+app.command("validate")(train.validate_command)
+app.command("eval")(evaluate.eval_command)
+app.command("demo")(demo.demo_command)
+
+if __name__ == "__main__":
+    app()

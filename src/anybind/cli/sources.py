@@ -1,0 +1,43 @@
+"""Turn `--data` strings into typed data sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from anybind.config.schema import ArraysSource, DigitsSource, FolderSource, ManifestSource, Source
+from anybind.errors import ConfigError
+
+
+def parse_sources(specs: list[str], *, modality: str | None, pattern: str, keys: list[str],
+                  preprocess: str) -> list[Source]:
+    sources: list[Source] = []
+    for spec in specs:
+        path = Path(spec)
+        if spec.startswith("digits:"):
+            sources.append(DigitsSource(split=spec.split(":", 1)[1]))  # type: ignore[arg-type]
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                raw = yaml.safe_load(path.read_text())
+                raw = raw if isinstance(raw, list) else [raw]
+                sources += TypeAdapter(list[Source]).validate_python(raw)
+            except (OSError, yaml.YAMLError, ValidationError) as exc:
+                raise ConfigError(str(exc), file=spec) from None
+        elif path.suffix.lower() in (".jsonl", ".ndjson", ".csv", ".parquet", ".pq"):
+            sources.append(ManifestSource(path=spec))
+        elif path.suffix.lower() == ".npz":
+            mapping = dict(k.split("=", 1) for k in keys if "=" in k)
+            if not mapping:
+                raise ConfigError("an .npz needs --keys modality=array", key="--keys")
+            sources.append(ArraysSource(path=spec, keys=mapping,
+                                        preprocess=preprocess))  # type: ignore[arg-type]
+        elif path.is_dir():
+            if not modality:
+                raise ConfigError("a folder needs --modality", key="--modality")
+            sources.append(FolderSource(path=spec, modality=modality, pattern=pattern))
+        else:
+            raise ConfigError(f"cannot tell what kind of data '{spec}' is (not found, or an "
+                              "unknown suffix)", key="--data")
+    return sources

@@ -1,0 +1,90 @@
+"""Read a YAML config, apply dotted command-line overrides, validate, save the resolved copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from anybind.config.schema import Config
+from anybind.errors import AnybindError, ConfigError
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", file=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping", file=str(path))
+    return config_from_dict(raw, overrides, file=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, *,
+                     file: str | None = None) -> Config:
+    raw = apply_overrides(raw, overrides or [], file=file)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, file) from None
+    except AnybindError as exc:  # e.g. an unknown encoder type found while validating
+        raise ConfigError(str(exc).removeprefix("config error: "), file=file) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | None = None
+                    ) -> dict[str, Any]:
+    """`a.b.c=value` sets raw["a"]["b"]["c"] = yaml(value); lists are indexed by number."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.path=value", file=file)
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError("no such list index", key=".".join(parts[: depth + 1]),
+                                      file=file)
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise ConfigError("cannot set a key inside a plain value",
+                                  key=".".join(parts[: depth + 1]), file=file)
+        last = parts[-1]
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError("no such list index", key=key, file=file)
+            node[int(last)] = parsed
+        else:
+            node[last] = parsed
+    return raw
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    from anybind.checkpoint import atomic_write_text
+
+    data = config.model_dump(mode="json")
+    atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))
+
+
+def _config_error(exc: ValidationError, file: str | None) -> ConfigError:
+    lines = []
+    first_key = None
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        first_key = first_key or key or None
+        lines.append(f"{key}: {msg}" if key else msg)
+    return ConfigError("; ".join(lines), key=first_key, file=file)

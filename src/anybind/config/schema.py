@@ -1,0 +1,223 @@
+"""The typed configuration of a run: one model per concern, unknown keys are errors.
+
+Modality preprocessing options and encoder options are validated against the Options model of
+the registered modality kind and encoder type, so a typo inside them is caught too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
+from anybind.modalities import MODALITIES
+from anybind.modalities.base import ModalityOptions
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectionConfig(Strict):
+    """Maps encoder features into the shared space. `identity` needs D_enc == space.dim."""
+
+    type: Literal["linear", "mlp", "identity"] = "linear"
+    hidden: int = 512
+    dropout: float = 0.0
+
+
+class ModalityConfig(Strict):
+    kind: str | None = None  # the registered modality; defaults to the config key
+    options: dict[str, Any] = Field(default_factory=dict)
+    encoder: dict[str, Any]
+    projection: ProjectionConfig = Field(default_factory=ProjectionConfig)
+    freeze_encoder: bool = False
+    freeze_projection: bool = False
+    augment: bool = True
+
+    def modality_options(self, name: str) -> ModalityOptions:
+        return MODALITIES.get(self.kind or name).Options(**self.options)
+
+    def encoder_options(self) -> EncoderOptions:
+        return encoder_options(self.encoder)
+
+
+class SpaceConfig(Strict):
+    dim: int = 256
+    init_temperature: float = Field(0.07, gt=0)
+    max_logit_scale: float = Field(100.0, gt=1)
+    learn_temperature: bool = True
+
+
+class ObjectiveConfig(Strict):
+    type: Literal["infonce"] = "infonce"
+    #: "all": every pair of modalities; "anchor": every modality against `anchor`;
+    #: or an explicit list of [a, b] pairs.
+    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "all"
+    anchor: str | None = None
+    #: Which samples in a batch count as positives of each other besides the pair itself.
+    positives: Literal["label", "caption", "label_or_caption", "none"] = "label_or_caption"
+
+
+class DigitsSource(Strict):
+    """The built-in digits benchmark (scikit-learn 8×8 images + espeak-ng speech)."""
+
+    type: Literal["digits"] = "digits"
+    split: Literal["train", "test"] = "train"
+    modalities: list[Literal["image", "audio"]] = Field(default_factory=lambda: ["image", "audio"])
+    train_voices: int = 240
+    test_voices: int = 60
+    image_test_fraction: float = Field(0.3, gt=0, lt=1)
+    seed: int = 0
+
+
+class ManifestSource(Strict):
+    """JSONL, CSV or Parquet: one column per modality holding a path or an inline value."""
+
+    type: Literal["manifest"] = "manifest"
+    path: str
+    columns: dict[str, str] = Field(default_factory=dict)  # modality → column (default: same)
+    label_column: str | None = "label"
+    root: str | None = None  # relative paths are resolved against this (default: manifest dir)
+
+
+class FolderSource(Strict):
+    """A folder of files of one modality; the label comes from the file name by a regex."""
+
+    type: Literal["folder"] = "folder"
+    path: str
+    modality: str
+    pattern: str = r"^(?P<label>[^_]+)_"
+    glob: str = "*"
+
+
+class ArraysSource(Strict):
+    """An .npz file: one array per modality (first axis = samples) and an optional label array."""
+
+    type: Literal["arrays"] = "arrays"
+    path: str
+    keys: dict[str, str]  # modality → array name
+    label_key: str | None = "labels"
+    preprocess: Literal["none", "mnist_to_uci"] = "none"
+
+
+Source = Annotated[DigitsSource | ManifestSource | FolderSource | ArraysSource,
+                   Field(discriminator="type")]
+
+
+class DataConfig(Strict):
+    train: list[Source]
+    eval: list[Source] = Field(default_factory=list)
+    class_names: list[str] | None = None
+    #: Caption templates per modality, used to give labelled samples without text a caption.
+    captions: dict[str, list[str]] = Field(default_factory=dict)
+    skip_bad: bool = False
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+class OptimConfig(Strict):
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(50, ge=0)
+    epochs: int | None = Field(None, gt=0)
+    steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(256, gt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_length(self) -> OptimConfig:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("set exactly one of optim.epochs and optim.steps")
+        return self
+
+
+class TrainConfig(Strict):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = Field(100, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    log_every: int = Field(10, gt=0)
+
+
+class EvalConfig(Strict):
+    #: Zero-shot prompt templates per modality ("{}" is replaced by the class name).
+    templates: dict[str, list[str]] = Field(default_factory=dict)
+    default_templates: list[str] = Field(default_factory=lambda: ["{}", "a {}", "the {}"])
+    batch_size: int = 512
+    max_uniformity_samples: int = 2000
+
+
+class Config(Strict):
+    modalities: dict[str, ModalityConfig]
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        names = set(self.modalities)
+        if len(names) < 2:
+            raise ValueError("configure at least two modalities to align")
+        for name, mod in self.modalities.items():
+            kind = mod.kind or name
+            if kind not in MODALITIES:
+                raise ValueError(f"modalities.{name}: unknown modality kind '{kind}' "
+                                 f"(known: {', '.join(MODALITIES)})")
+            mod_opts = mod.modality_options(name)
+            enc_opts = mod.encoder_options()
+            enc_cls = ENCODERS.get(enc_opts.type)
+            if kind not in enc_cls.modalities:
+                raise ValueError(f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
+                                 f"{', '.join(enc_cls.modalities)}, not {kind}")
+            reason = enc_cls.check(enc_opts, mod_opts)
+            if reason:
+                raise ValueError(f"modalities.{name}: {reason}")
+        obj = self.objective
+        if obj.pairs == "anchor" and obj.anchor is None:
+            raise ValueError("objective.anchor: pairs='anchor' needs an anchor modality")
+        if obj.anchor is not None and obj.anchor not in names:
+            raise ValueError(f"objective.anchor: '{obj.anchor}' is not a configured modality")
+        for pair in self.pairs():
+            for m in pair:
+                if m not in names:
+                    raise ValueError(f"objective.pairs: '{m}' is not a configured modality")
+            if pair[0] == pair[1]:
+                raise ValueError(f"objective.pairs: a pair needs two modalities, got {pair}")
+        for source in self.data.train + self.data.eval:
+            used = _source_modalities(source)
+            unknown = [m for m in used if m not in names]
+            if unknown:
+                raise ValueError(f"data: source '{source.type}' provides {unknown}, which are "
+                                 "not configured modalities")
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        names = list(self.modalities)
+        obj = self.objective
+        if obj.pairs == "all":
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        if obj.pairs == "anchor":
+            return [(m, obj.anchor) for m in names if m != obj.anchor]  # type: ignore[misc]
+        return [tuple(p) for p in obj.pairs]  # type: ignore[misc]
+
+
+def _source_modalities(source: Any) -> list[str]:
+    if isinstance(source, DigitsSource):
+        return [*source.modalities, "text"]
+    if isinstance(source, FolderSource):
+        return [source.modality]
+    if isinstance(source, ArraysSource):
+        return list(source.keys)
+    if isinstance(source, ManifestSource):
+        return list(source.columns)
+    return []

@@ -1,0 +1,119 @@
+"""Datasets held in memory: records are loaded once, checked, and bad ones reported or skipped.
+
+Loading everything up front means a bad file is found before training starts, with its file and
+row in the message, rather than hours in. With `skip_bad` the sample is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from anybind.data.collate import collate
+from anybind.data.sample import UNLABELLED, RawRecord, Sample
+from anybind.errors import DataError
+from anybind.modalities import Modality
+from anybind.progress import progress_bar
+
+
+@dataclass
+class LoadReport:
+    loaded: int = 0
+    skipped: int = 0
+    reasons: list[str] = field(default_factory=list)  # the first few skip messages
+
+
+class MultiModalDataset(torch.utils.data.Dataset):
+    def __init__(self, samples: list[Sample], modalities: dict[str, Modality],
+                 class_names: Sequence[str] | None = None):
+        self.samples = samples
+        self.modalities = modalities
+        self.class_names = list(class_names) if class_names else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
+
+    def batch(self, indices: Iterable[int]) -> dict[str, Any]:
+        return collate([self.samples[i] for i in indices], self.modalities)
+
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([s.label for s in self.samples], dtype=torch.long)
+
+    def has(self, modality: str) -> torch.Tensor:
+        return torch.tensor([modality in s.values for s in self.samples], dtype=torch.bool)
+
+    def without_labels(self) -> MultiModalDataset:
+        """A view with every label removed (for methods that must not see labels)."""
+        samples = [Sample(values=s.values, id=s.id, meta=s.meta) for s in self.samples]
+        return MultiModalDataset(samples, self.modalities, self.class_names)
+
+    @classmethod
+    def from_records(cls, records: Iterable[RawRecord], modalities: dict[str, Modality], *,
+                     class_names: Sequence[str] | None = None, skip_bad: bool = False,
+                     description: str = "loading", progress: bool = True, total: int | None = None
+                     ) -> tuple[MultiModalDataset, LoadReport]:
+        report = LoadReport()
+        samples = []
+        with progress_bar("samples", disable=not progress) as bar:
+            task = bar.add_task(description, total=total)
+            for record in records:
+                bar.advance(task)
+                try:
+                    samples.append(load_record(record, modalities, class_names))
+                    report.loaded += 1
+                except DataError as exc:
+                    if not skip_bad:
+                        raise
+                    report.skipped += 1
+                    if len(report.reasons) < 20:
+                        report.reasons.append(str(exc))
+        if not samples:
+            raise DataError(f"no usable samples ({report.skipped} skipped)"
+                            + (f"; first: {report.reasons[0]}" if report.reasons else ""))
+        return cls(samples, modalities, class_names), report
+
+
+def load_record(record: RawRecord, modalities: dict[str, Modality],
+                class_names: Sequence[str] | None) -> Sample:
+    values = {}
+    for name, raw in record.values.items():
+        if raw is None:
+            continue  # absent modality: a normal case
+        if name not in modalities:
+            raise DataError(f"unknown modality '{name}'", path=record.path, row=record.row)
+        try:
+            values[name] = modalities[name].load(raw, source=record.path)
+        except DataError as exc:
+            if exc.row is None and record.row is not None:
+                raise DataError(str(exc).split(": ", 1)[-1], path=exc.path or record.path,
+                                row=record.row) from exc
+            raise
+    if not values:
+        raise DataError("the sample has no modality present", path=record.path, row=record.row)
+    label = resolve_label(record.label, class_names, record)
+    return Sample(values=values, label=label, id=record.id)
+
+
+def resolve_label(raw: Any, class_names: Sequence[str] | None, record: RawRecord) -> int:
+    """int-like labels are class indices; strings are looked up in class_names (or parsed)."""
+    if raw is None or (isinstance(raw, float) and raw != raw) or raw == "":
+        return UNLABELLED
+    if isinstance(raw, str) and class_names and raw in class_names:
+        return list(class_names).index(raw)
+    try:
+        value = int(raw)
+        if isinstance(raw, float) and raw != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise DataError(f"label {raw!r} is neither a class index nor one of the class names",
+                        path=record.path, row=record.row) from None
+    if value < 0 or (class_names and value >= len(class_names)):
+        raise DataError(f"label {value} is outside the {len(class_names or [])} classes",
+                        path=record.path, row=record.row)
+    return value

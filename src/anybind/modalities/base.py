@@ -1,0 +1,72 @@
+"""The modality contract: raw input → tensor with a documented shape, dtype and unit.
+
+A modality turns what a user holds (a file path, an array, a string) into the tensor an encoder
+consumes, and stacks a list of those into a batch. It knows nothing about encoders or the space.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from anybind.errors import DataError
+
+
+class ModalityOptions(BaseModel):
+    """Preprocessing options of a modality; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Modality(ABC):
+    """One kind of input. Subclasses set `name`, `Options` and `contract`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[ModalityOptions]] = ModalityOptions
+    #: Human-readable description of what `load` returns (shape, dtype, unit).
+    contract: ClassVar[str]
+    #: File suffixes `load` reads from disk (lower case, with the dot).
+    file_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: ModalityOptions | None = None):
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def load(self, raw: Any, *, source: str | None = None) -> Any:
+        """Turn one raw input (path, array or value) into the tensor described by `contract`.
+
+        `source` names where the input came from (a file, a manifest row) for error messages.
+        Raises DataError on unreadable or invalid input.
+        """
+
+    def collate(self, items: list[Any]) -> Any:
+        """Stack loaded items (all present) into a batch; tensors by default."""
+        return torch.stack(items)
+
+    def augment(self, batch: Any) -> Any:
+        """Random training-time perturbation of a collated batch (identity by default).
+
+        Uses the global torch RNG, which the training loop seeds per step for exact resumes.
+        """
+        return batch
+
+    @abstractmethod
+    def placeholder(self) -> Any:
+        """A value that stands in for an absent input so that a batch keeps its shape."""
+
+    def is_path(self, raw: Any) -> bool:
+        if isinstance(raw, Path):
+            return True
+        return isinstance(raw, str) and Path(raw).suffix.lower() in self.file_suffixes
+
+
+def check_finite(array: np.ndarray, source: str | None) -> None:
+    if array.size == 0:
+        raise DataError("the input is empty", path=source)
+    if not np.all(np.isfinite(array)):
+        raise DataError("the input holds NaN or infinite values", path=source)

@@ -1,0 +1,116 @@
+"""Image modality: a picture → float32 tensor (C, H, W), values in [0, 1].
+
+Reads PNG/JPEG/BMP/GIF/TIFF files (Pillow) and `.npy` arrays, or in-memory arrays shaped (H, W),
+(H, W, C) or (C, H, W) with C in {1, 3, 4}. uint8 arrays are divided by 255; float arrays are
+divided by `input_max` (1.0 unless configured, e.g. 16 for the UCI digits) and must then lie in
+[0, 1]. The result is resized (bilinear, antialiased) to `size` and converted to `channels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from anybind.errors import DataError
+from anybind.modalities.base import Modality, ModalityOptions, check_finite
+
+
+class ImageOptions(ModalityOptions):
+    size: tuple[int, int] = (32, 32)
+    channels: Literal[1, 3] = 1
+    input_max: float | None = None
+
+
+class ImageModality(Modality):
+    name = "image"
+    Options = ImageOptions
+    contract = "float32 (C, H, W) in [0, 1]; C and (H, W) from the options `channels` and `size`"
+    file_suffixes = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".npy", ".webp")
+    options: ImageOptions
+
+    def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
+        if self.is_path(raw):
+            source = source or str(raw)
+            array = self._read_file(Path(raw), source)
+        elif isinstance(raw, np.ndarray | torch.Tensor):
+            array = np.asarray(raw)
+        else:
+            raise DataError(f"an image must be a file path or an array, got {type(raw).__name__}",
+                            path=source)
+        return self._to_tensor(array, source)
+
+    def augment(self, batch: torch.Tensor) -> torch.Tensor:
+        """Random affine per image: rotation ±10°, scale 0.9–1.1, shift ±10% (zero fill)."""
+        b = batch.shape[0]
+        angle = (torch.rand(b) * 2 - 1) * (10 * torch.pi / 180)
+        scale = 0.9 + 0.2 * torch.rand(b)
+        shift = (torch.rand(b, 2) * 2 - 1) * 0.2  # grid units span [-1, 1]: 0.2 = 10%
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                             torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+        grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
+        return F.grid_sample(batch, grid.to(batch.device), padding_mode="zeros",
+                             align_corners=False)
+
+    def placeholder(self) -> torch.Tensor:
+        h, w = self.options.size
+        return torch.zeros(self.options.channels, h, w)
+
+    def _read_file(self, path: Path, source: str) -> np.ndarray:
+        if not path.is_file():
+            raise DataError("image file not found", path=source)
+        try:
+            if path.suffix.lower() == ".npy":
+                return np.load(path, allow_pickle=False)
+            with Image.open(path) as img:
+                img.load()
+                mode = "L" if self.options.channels == 1 else "RGB"
+                return np.asarray(img.convert(mode))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read image: {exc}", path=source) from exc
+
+    def _to_tensor(self, array: np.ndarray, source: str | None) -> torch.Tensor:
+        if array.dtype == np.uint8:
+            scaled = array.astype(np.float32) / 255.0
+        elif np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+            scaled = array.astype(np.float32) / float(self.options.input_max or 1.0)
+        else:
+            raise DataError(f"unsupported image dtype {array.dtype}", path=source)
+        check_finite(scaled, source)
+        if scaled.min() < -1e-6 or scaled.max() > 1 + 1e-6:
+            raise DataError(
+                f"image values span [{scaled.min():.3g}, {scaled.max():.3g}] after scaling, "
+                "expected [0, 1]: set image.input_max to the largest raw value",
+                path=source,
+            )
+        tensor = torch.from_numpy(np.ascontiguousarray(scaled))
+        if tensor.ndim == 2:
+            tensor = tensor[None]
+        elif tensor.ndim == 3:
+            if tensor.shape[-1] in (1, 3, 4) and tensor.shape[0] not in (1, 3, 4):
+                tensor = tensor.permute(2, 0, 1)
+        else:
+            raise DataError(f"an image must have 2 or 3 dimensions, got shape {tuple(array.shape)}",
+                            path=source)
+        if tensor.shape[0] == 4:  # drop alpha
+            tensor = tensor[:3]
+        if tensor.shape[0] not in (1, 3):
+            raise DataError(f"cannot read channels from shape {tuple(array.shape)}", path=source)
+        tensor = self._match_channels(tensor)
+        if tuple(tensor.shape[1:]) != tuple(self.options.size):
+            tensor = F.interpolate(tensor[None], size=self.options.size, mode="bilinear",
+                                   antialias=True, align_corners=False)[0].clamp(0, 1)
+        return tensor.contiguous()
+
+    def _match_channels(self, tensor: torch.Tensor) -> torch.Tensor:
+        want = self.options.channels
+        if tensor.shape[0] == want:
+            return tensor
+        if want == 1:
+            return tensor.mean(dim=0, keepdim=True)
+        return tensor.expand(3, -1, -1)

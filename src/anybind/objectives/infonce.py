@@ -1,0 +1,77 @@
+"""Symmetric InfoNCE (CLIP) over modality pairs, with multi-positive targets.
+
+CLIP (Radford et al. 2021, arXiv:2103.00020): for unit-norm a_i, b_j and scale s,
+logits_ij = s·a_iᵀb_j and the loss is the mean of the row-wise and column-wise cross-entropies.
+Multi-positive (UniCL, Yang et al. 2022, arXiv:2204.03610): when samples share a group (a label
+or an identical caption) every member of the group is a positive; the target row is uniform over
+the positives. Without it, two images of a "7" in one batch are pushed apart and training fights
+itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def positive_targets(groups: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    """(n, n) row-stochastic targets: uniform over samples of the same group (self included)."""
+    if groups is None:
+        return torch.eye(n, device=device)
+    same = (groups[:, None] == groups[None, :]).float()
+    return same / same.sum(dim=1, keepdim=True)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
+             groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows of a (N, D) and b (N, D)."""
+    logits = scale * a @ b.T  # (N, N)
+    targets = positive_targets(groups, a.shape[0], a.device)
+    loss_ab = -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    loss_ba = -(targets.T * logits.log_softmax(dim=0)).sum(dim=0).mean()
+    return (loss_ab + loss_ba) / 2
+
+
+class InfoNCE(nn.Module):
+    """Sum of symmetric InfoNCE terms, one per configured modality pair.
+
+    Only rows where both modalities of a pair are present take part in that pair's term; a pair
+    with fewer than two such rows contributes nothing in that batch.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        super().__init__()
+        self.pairs = pairs
+
+    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        for a, b in self.pairs:
+            if a not in features or b not in features:
+                continue
+            both = masks[a] & masks[b]
+            if int(both.sum()) < 2:
+                continue
+            g = groups[both] if groups is not None else None
+            terms[f"{a}~{b}_loss"] = info_nce(features[a][both], features[b][both], scale, g)
+        return terms
+
+
+def group_ids(labels: torch.Tensor, captions: list[str] | None, mode: str) -> torch.Tensor | None:
+    """Integer group per sample for multi-positive targets; unlabelled samples are their own group.
+
+    mode: "label", "caption", "label_or_caption" (label when known, else caption) or "none".
+    """
+    n = labels.shape[0]
+    if mode == "none":
+        return None
+    groups = torch.arange(n) + 1_000_000_000  # unique by default
+    if mode in ("caption", "label_or_caption") and captions is not None:
+        index: dict[str, int] = {}
+        for i, c in enumerate(captions):
+            if c is not None:
+                groups[i] = 2_000_000_000 + index.setdefault(c, len(index))
+    if mode in ("label", "label_or_caption"):
+        known = labels >= 0
+        groups[known] = labels[known]
+    return groups

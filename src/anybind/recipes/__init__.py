@@ -1,0 +1,1 @@
+"""Recipes: the loops (train, evaluate, demo) as plain functions over library pieces."""

@@ -1,0 +1,118 @@
+"""Measure a space: `anybind eval RUN_DIR --data … --json OUT`.
+
+For every non-text modality with labels: zero-shot top-1/top-5 and per-class recall against
+class-name prompts. For every pair of modalities present: retrieval R@1/5/10 in both directions,
+including pairs never trained together (emergent). A retrieved item matches when it shares the
+query's label (labelled data) or is the query's own sample (unlabelled, paired data). Geometry:
+modality gap, alignment over paired samples, uniformity per modality.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from anybind.config.schema import Source
+from anybind.data.dataset import MultiModalDataset
+from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
+from anybind.evaluate.zero_shot import ensemble
+from anybind.progress import progress_bar
+from anybind.space import Space
+
+
+@torch.no_grad()
+def embed_dataset(space: Space, dataset: MultiModalDataset, batch_size: int = 512,
+                  progress: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """modality → (embeddings (n, D) on CPU, indices of the samples that have it (n,))."""
+    space.eval()
+    device = next(space.parameters()).device
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    with progress_bar("samples", disable=not progress) as bar:
+        for name, tower in space.towers.items():
+            rows = dataset.has(name).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            task = bar.add_task(f"embedding {name}", total=rows.numel())
+            chunks = []
+            for start in range(0, rows.numel(), batch_size):
+                idx = rows[start : start + batch_size].tolist()
+                batch = dataset.batch(idx)
+                data = batch[name]
+                chunks.append(tower(data.to(device) if isinstance(data, torch.Tensor) else data)
+                              .float().cpu())
+                bar.advance(task, len(idx))
+            out[name] = (torch.cat(chunks), rows)
+    return out
+
+
+@torch.no_grad()
+def class_embeddings(space: Space, class_names: list[str], templates: list[str],
+                     text_modality: str = "text") -> torch.Tensor:
+    prompts = [t.format(c) for c in class_names for t in templates]
+    emb = space.embed(text_modality, prompts).float().cpu()
+    return ensemble(emb.view(len(class_names), len(templates), -1))
+
+
+def evaluate_space(space: Space, dataset: MultiModalDataset, *, progress: bool = True,
+                   name: str = "eval") -> dict[str, Any]:
+    config = space.config
+    emb = embed_dataset(space, dataset, config.eval.batch_size, progress)
+    labels = dataset.labels()
+    class_names = dataset.class_names or config.data.class_names
+    report: dict[str, Any] = {"name": name, "samples": len(dataset),
+                              "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
+                              "zero_shot": {}, "retrieval": {}, "geometry": {}}
+    text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
+    trained = {frozenset(p) for p in config.pairs()}
+
+    if text is not None and class_names:
+        for m, (e, rows) in emb.items():
+            if space.towers[m].modality.name == "text" or not bool((labels[rows] >= 0).any()):
+                continue
+            templates = config.eval.templates.get(m, config.eval.default_templates)
+            classes = class_embeddings(space, class_names, templates, text)
+            report["zero_shot"][m] = zero_shot(e, labels[rows], classes, class_names)
+
+    names = list(emb)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            (ea, ra), (eb, rb) = emb[a], emb[b]
+            labelled = bool((labels[ra] >= 0).all()) and bool((labels[rb] >= 0).all())
+            ids_a, ids_b = (labels[ra], labels[rb]) if labelled else (ra, rb)
+            kind = "label" if labelled else "pair"
+            if not labelled and not bool(torch.isin(ra, rb).any()):
+                continue  # unlabelled and never paired: no notion of a match
+            for q, k, (eq, iq), (ek, ik) in ((a, b, (ea, ids_a), (eb, ids_b)),
+                                             (b, a, (eb, ids_b), (ea, ids_a))):
+                report["retrieval"][f"{q}->{k}"] = {
+                    **recall_at_k(eq, ek, query_ids=iq, key_ids=ik), "match": kind,
+                    "queries": int(eq.shape[0]), "keys": int(ek.shape[0]),
+                    "emergent": frozenset((a, b)) not in trained}
+            geo = report["geometry"]
+            geo.setdefault("modality_gap", {})[f"{a}|{b}"] = modality_gap(ea, eb)
+            both, ia, ib = torch_intersect(ra, rb)
+            if both > 1:
+                geo.setdefault("alignment", {})[f"{a}|{b}"] = alignment(ea[ia], eb[ib])
+    report["geometry"]["uniformity"] = {
+        m: uniformity(e, max_samples=config.eval.max_uniformity_samples) for m, (e, _) in
+        emb.items()}
+    return report
+
+
+def torch_intersect(ra: torch.Tensor, rb: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Positions in ra and rb of the sample indices both hold (both sorted ascending)."""
+    common = ra[torch.isin(ra, rb)]
+    return int(common.numel()), torch.searchsorted(ra, common), torch.searchsorted(rb, common)
+
+
+def evaluate_sources(space: Space, sources: list[Source], *, progress: bool = True,
+                     skip_bad: bool = False, name: str = "eval") -> dict[str, Any]:
+    from anybind.recipes.data import build_dataset
+
+    dataset, report = build_dataset(sources, space.config, space.modalities, skip_bad=skip_bad,
+                                    progress=progress, description=f"loading {name} data")
+    result = evaluate_space(space, dataset, progress=progress, name=name)
+    result["skipped_samples"] = report.skipped
+    result["skip_reasons"] = report.reasons
+    return result

@@ -1,0 +1,127 @@
+"""The shared space: one tower (encoder + projection) per modality and a learned logit scale.
+
+`embed` returns unit-norm embeddings (B, D). The temperature is stored as log(1/τ) and clamped to
+[0, log(max_logit_scale)] whenever it is read (CLIP), so it can neither flip sign nor explode.
+A frozen text tower memoises its encoder features per string, since a frozen encoder maps the
+same caption to the same features every time (the digits benchmark has ~40 distinct captions).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anybind.config.schema import Config
+from anybind.encoders import Encoder, build_encoder
+from anybind.errors import AnybindError
+from anybind.modalities import Modality, build_modality
+from anybind.space.projection import build_projection
+
+
+class Tower(nn.Module):
+    def __init__(self, modality: Modality, encoder: Encoder, projection: nn.Module):
+        super().__init__()
+        self.modality = modality
+        self.encoder = encoder
+        self.projection = projection
+        self.cache_features = False
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def forward(self, batch: Any) -> torch.Tensor:  # (B, D) unit-norm
+        return F.normalize(self.projection(self.features(batch)), dim=-1)
+
+    def features(self, batch: Any) -> torch.Tensor:  # (B, D_enc)
+        if not (self.cache_features and isinstance(batch, list)):
+            return self.encoder(batch)
+        missing = sorted({b for b in batch if b not in self._cache})
+        if missing:
+            with torch.no_grad():
+                feats = self.encoder(missing).float()
+            self._cache.update(zip(missing, feats, strict=True))
+        return torch.stack([self._cache[b] for b in batch])
+
+    def train(self, mode: bool = True) -> Tower:
+        super().train(mode)
+        if self.cache_features:  # a frozen encoder stays in eval mode (no dropout, fixed BN)
+            self.encoder.eval()
+        return self
+
+
+class Space(nn.Module):
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+        towers = {}
+        for name, mc in config.modalities.items():
+            modality = build_modality(mc.kind or name, mc.modality_options(name))
+            encoder = build_encoder(mc.encoder_options(), modality)
+            projection = build_projection(mc.projection, encoder.embed_dim, config.space.dim,
+                                          key=f"modalities.{name}.projection")
+            towers[name] = Tower(modality, encoder, projection)
+        self.towers = nn.ModuleDict(towers)
+        init = math.log(1.0 / config.space.init_temperature)
+        self.log_logit_scale = nn.Parameter(torch.tensor(init),
+                                            requires_grad=config.space.learn_temperature)
+        self.apply_freezing()
+
+    @property
+    def modalities(self) -> dict[str, Modality]:
+        return {name: tower.modality for name, tower in self.towers.items()}
+
+    def apply_freezing(self) -> None:
+        for name, mc in self.config.modalities.items():
+            tower = self.towers[name]
+            for p in tower.encoder.parameters():
+                p.requires_grad_(not mc.freeze_encoder)
+            for p in tower.projection.parameters():
+                p.requires_grad_(not mc.freeze_projection)
+            tower.cache_features = mc.freeze_encoder and tower.modality.name == "text"
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.clamp(0.0, math.log(self.config.space.max_logit_scale)).exp()
+
+    def embed(self, modality: str, batch: Any) -> torch.Tensor:
+        return self.towers[modality](batch)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Embed every modality present in a collated batch. Absent rows get zero vectors."""
+        out = {}
+        for name, tower in self.towers.items():
+            if name not in batch:
+                continue
+            mask = batch[f"{name}_mask"]
+            if not bool(mask.any()):
+                continue
+            rows = mask.nonzero().flatten()
+            data = batch[name]
+            present = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
+            emb = tower(present)  # (n_present, D)
+            full = emb.new_zeros(mask.shape[0], emb.shape[1])
+            out[name] = full.index_copy(0, rows.to(emb.device), emb)
+        return out
+
+    def external_prefixes(self) -> list[str]:
+        """State-dict prefixes not stored in run folders: frozen pretrained encoders, which are
+        reloaded from their `path` (saves ~90 MB per checkpoint for MiniLM)."""
+        return [f"towers.{name}.encoder." for name, mc in self.config.modalities.items()
+                if mc.freeze_encoder and getattr(self.towers[name].encoder, "pretrained", False)]
+
+    def persistent_state(self) -> dict[str, torch.Tensor]:
+        skip = tuple(self.external_prefixes())
+        return {k: v for k, v in self.state_dict().items() if not (skip and k.startswith(skip))}
+
+    def load_persistent_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        skip = tuple(self.external_prefixes())
+        missing = [k for k in missing if not (skip and k.startswith(skip))]
+        if missing or unexpected:
+            raise AnybindError(f"weights do not fit the config: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}")
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine logits between two sets of unit-norm embeddings: (Na, Nb)."""
+        return self.logit_scale() * a @ b.T
