@@ -60,7 +60,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | No
                 raise ConfigError("cannot set a key inside a plain value",
                                   key=".".join(parts[: depth + 1]), file=file)
         last = parts[-1]
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = _parse_value(value)
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
                 raise ConfigError("no such list index", key=key, file=file)
@@ -68,6 +68,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | No
         else:
             node[last] = parsed
     return raw
+
+
+def _parse_value(value: str) -> Any:
+    """YAML scalars, except that 1e-3 is a number (YAML 1.1 reads it as a string)."""
+    if not value.strip():
+        return ""
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):
+        try:
+            return float(parsed)
+        except ValueError:
+            return parsed
+    return parsed
 
 
 def save_config(config: Config, path: str | Path) -> None:
@@ -85,6 +98,8 @@ def _config_error(exc: ValidationError, file: str | None) -> ConfigError:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if not key and ": " in msg and " " not in msg.split(": ", 1)[0]:
+            key, msg = msg.split(": ", 1)  # a cross-field check that names its key first
         first_key = first_key or key or None
         lines.append(f"{key}: {msg}" if key else msg)
     return ConfigError("; ".join(lines), key=first_key, file=file)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
 from anybind.modalities import MODALITIES
@@ -173,8 +180,14 @@ class Config(Strict):
             if kind not in MODALITIES:
                 raise ValueError(f"modalities.{name}: unknown modality kind '{kind}' "
                                  f"(known: {', '.join(MODALITIES)})")
-            mod_opts = mod.modality_options(name)
-            enc_opts = mod.encoder_options()
+            try:
+                mod_opts = mod.modality_options(name)
+            except ValidationError as exc:
+                raise ValueError(_nested(exc, f"modalities.{name}.options")) from None
+            try:
+                enc_opts = mod.encoder_options()
+            except ValidationError as exc:
+                raise ValueError(_nested(exc, f"modalities.{name}.encoder")) from None
             enc_cls = ENCODERS.get(enc_opts.type)
             if kind not in enc_cls.modalities:
                 raise ValueError(f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
@@ -209,6 +222,16 @@ class Config(Strict):
         if obj.pairs == "anchor":
             return [(m, obj.anchor) for m in names if m != obj.anchor]  # type: ignore[misc]
         return [tuple(p) for p in obj.pairs]  # type: ignore[misc]
+
+
+def _nested(exc: ValidationError, prefix: str) -> str:
+    """Re-root the errors of a nested model under its dotted config key."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join([prefix, *(str(p) for p in err["loc"])])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
 
 
 def _source_modalities(source: Any) -> list[str]:

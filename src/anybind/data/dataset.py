@@ -87,12 +87,17 @@ def load_record(record: RawRecord, modalities: dict[str, Modality],
             continue  # absent modality: a normal case
         if name not in modalities:
             raise DataError(f"unknown modality '{name}'", path=record.path, row=record.row)
+        modality = modalities[name]
+        # a value that is a file path names itself in errors; the record adds its file and row
+        from_file = modality.is_path(raw)
         try:
-            values[name] = modalities[name].load(raw, source=record.path)
+            values[name] = modality.load(raw, source=None if from_file else record.path)
         except DataError as exc:
             if exc.row is None and record.row is not None:
-                raise DataError(str(exc).split(": ", 1)[-1], path=exc.path or record.path,
-                                row=record.row) from exc
+                message = str(exc).split(": ", 1)[-1]
+                if record.path is not None and exc.path not in (None, record.path):
+                    message = f"{exc.path}: {message}"
+                raise DataError(message, path=record.path or exc.path, row=record.row) from exc
             raise
     if not values:
         raise DataError("the sample has no modality present", path=record.path, row=record.row)

@@ -71,7 +71,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         if suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            return pacsv.read_csv(path).to_pylist()
+            # an empty cell is an absent value (None), not the empty string
+            convert = pacsv.ConvertOptions(strings_can_be_null=True)
+            return pacsv.read_csv(path, convert_options=convert).to_pylist()
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 

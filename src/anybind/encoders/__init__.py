@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from transformers.utils import logging as hf_logging
+
 from anybind.encoders.base import Encoder, EncoderOptions
 from anybind.encoders.builtin_audio import AudioCNN
 from anybind.encoders.builtin_image import ImageCNN
@@ -14,6 +16,9 @@ from anybind.encoders.hf_vision import HFVision
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
 from anybind.registry import Registry
+
+# Loading bars of transformers would interleave with ours; load messages stay as warnings.
+hf_logging.disable_progress_bar()
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder type")
 ENCODERS.register("image_cnn")(ImageCNN)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,7 +100,7 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
     saved = out / CONFIG
     if resume and saved.is_file() and load_config(saved).model_dump() != config.model_dump():
         raise ConfigError("--resume needs the same config as the interrupted run", file=str(saved))
-    if not resume and (out / "checkpoints" / "latest").exists():
+    if not resume and saved.is_file():
         raise AnybindError(f"{out} already holds a run: pass --resume to continue it, or choose "
                            "another --out")
     started = time.perf_counter()
@@ -139,6 +141,7 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
         step = resumed_from = int(meta["step"])
     metrics = MetricsLog(out, start_step=step)
 
+    kill_at = int(os.environ.get("ANYBIND_FAULT_KILL_AT_STEP", "0"))
     space.train()
     losses: list[float] = []
     seen, tick = 0, time.perf_counter()
@@ -187,6 +190,8 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
                     "temperature": 1.0 / space.logit_scale().item(),
                     "samples_per_s": seen / max(now - tick, 1e-9)})
                 seen, tick = 0, now
+            if step == kill_at:  # fault injection for the resume tests: die like a SIGKILL would
+                os.kill(os.getpid(), signal.SIGKILL)
             if step % config.train.checkpoint_every == 0 or step == total:
                 save_checkpoint(ckpt_root, step, space.persistent_state(),
                                 {"optimizer": optimizer.state_dict(),

@@ -1,0 +1,88 @@
+"""The Python API, mirroring the CLI.
+
+    import anybind
+    run = anybind.load_run("runs/demo")
+    img = run.embed("image", [digit_array])           # (1, D), unit-norm
+    txt = run.embed("text", ["the spoken word seven"])
+    run.similarity(img, txt)                           # scaled cosine logits
+    run.evaluate(["digits:test"])                      # same report as `anybind eval`
+    anybind.train("my.yaml", "runs/mine", overrides=["optim.lr=1e-3"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anybind.config import Config, load_config
+from anybind.config.schema import Source
+from anybind.data.dataset import MultiModalDataset
+from anybind.errors import DataError
+from anybind.recipes.train import TrainSummary
+from anybind.recipes.train import train as _train
+from anybind.space import Space, load_space
+
+
+class Run:
+    """A trained space loaded from its run folder."""
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu"):
+        self.run_dir = Path(run_dir)
+        self.space: Space = load_space(self.run_dir, device=device)
+        self.config: Config = self.space.config
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.space.towers)
+
+    @torch.no_grad()
+    def embed(self, modality: str, inputs: Sequence[Any], batch_size: int = 256) -> torch.Tensor:
+        """Raw inputs (paths, arrays, strings) of one modality → (N, D) unit-norm embeddings."""
+        if modality not in self.space.towers:
+            raise DataError(f"this space has no modality '{modality}' "
+                            f"(it has {', '.join(self.space.towers)})")
+        tower = self.space.towers[modality]
+        loaded = [tower.modality.load(x, source=f"input {i}") for i, x in enumerate(inputs)]
+        device = next(self.space.parameters()).device
+        out = []
+        for start in range(0, len(loaded), batch_size):
+            batch = tower.modality.collate(loaded[start : start + batch_size])
+            out.append(tower(batch.to(device) if isinstance(batch, torch.Tensor) else batch))
+        return torch.cat(out).float().cpu() if out else torch.empty(0, self.config.space.dim)
+
+    def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarity (the logits the space was trained with): (Na, Nb)."""
+        return self.space.similarity(a, b).detach()
+
+    def evaluate(self, data: Sequence[str | Source] | MultiModalDataset | None = None, *,
+                 progress: bool = False) -> dict[str, Any]:
+        """The `anybind eval` report. `data`: source specs as for `--data`, typed sources, a
+        dataset, or None for the config's data.eval."""
+        from anybind.cli.sources import parse_sources
+        from anybind.recipes.evaluate import evaluate_sources, evaluate_space
+
+        if isinstance(data, MultiModalDataset):
+            return evaluate_space(self.space, data, progress=progress)
+        sources: list[Source] = []
+        for item in data or []:
+            if isinstance(item, str):
+                sources += parse_sources([item], modality=None, pattern=r"^(?P<label>[^_]+)_",
+                                         keys=[], preprocess="none")
+            else:
+                sources.append(item)
+        return evaluate_sources(self.space, sources or self.config.data.eval, progress=progress)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    return Run(run_dir, device)
+
+
+def train(config: str | Path | Config, out: str | Path, *, overrides: list[str] | None = None,
+          resume: bool = False, progress: bool = False) -> TrainSummary:
+    """`anybind train` as a function; returns the run summary."""
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    return _train(config, out, resume=resume, progress=progress)

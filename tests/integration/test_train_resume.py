@@ -1,0 +1,109 @@
+"""Training end to end: a run killed at a random step and resumed ends with exactly the weights
+of an uninterrupted run; a non-finite loss stops the run and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+from anybind.config import config_from_dict
+from anybind.errors import AnybindError, TrainingError
+from anybind.recipes.train import train
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anybind.cli.main", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tiny_npz, **{"optim.steps": 20})))
+    straight = run_cli("train", str(cfg), "--out", str(tmp_path / "a"), "--quiet")
+    assert straight.returncode == 0, straight.stderr
+
+    kill_at = random.randint(1, 19)
+    killed = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet",
+                     env={"ANYBIND_FAULT_KILL_AT_STEP": str(kill_at)})
+    assert killed.returncode == -9, f"kill at {kill_at}: {killed.stderr}"
+    assert not (tmp_path / "b" / "summary.json").exists()
+
+    again = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet")
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently restarts
+
+    resumed = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    # the kill lands after step kill_at's update and before its checkpoint (every 4 steps)
+    assert summary["resumed_from"] == (((kill_at - 1) // 4) * 4 or None)
+
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst == 0.0, f"killed at step {kill_at}: max abs difference {worst}"
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # no duplicated log lines
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz,
+                                                                   monkeypatch):
+    from anybind.objectives import infonce
+
+    real = infonce.info_nce
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 6 else loss
+
+    monkeypatch.setattr(infonce, "info_nce", poisoned)
+    config = config_from_dict(tiny_config(tiny_npz))
+    with pytest.raises(TrainingError, match="step 6: the loss is nan") as err:
+        train(config, tmp_path / "run", progress=False)
+    assert "last good checkpoint" in str(err.value)
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-00000004"
+
+
+def test_training_learns_the_tiny_task(tmp_path, tiny_npz):
+    from anybind.api import load_run
+
+    config = config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 60}))
+    summary = train(config, tmp_path / "run", progress=False)
+    # 8 same-class positives per row in a batch of 32: the multi-positive optimum is ~log 8 = 2.08,
+    # chance is log 32 = 3.47
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+    assert summary.steps == 60 and first > 3.0 and summary.final_loss < 2.4
+    report = load_run(tmp_path / "run").evaluate()
+    assert report["zero_shot"]["image"]["top1"] > 0.9  # chance is 0.25
+    assert report["retrieval"]["image->text"]["R@1"] > 0.9
+    logged = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == 30 and "samples_per_s" in json.loads(logged[-1])
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, tiny_npz):
+    config = config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 4}))
+    train(config, tmp_path / "run", progress=False)
+    other = config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 8}))
+    with pytest.raises(AnybindError, match="same config"):
+        train(other, tmp_path / "run", resume=True, progress=False)
+
+
+def test_bf16_autocast_trains_with_finite_loss(tmp_path, tiny_npz):
+    config = config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 4,
+                                                       "optim.precision": "bf16"}))
+    summary = train(config, tmp_path / "run", progress=False)
+    assert torch.isfinite(torch.tensor(summary.final_loss))
