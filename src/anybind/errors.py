@@ -13,6 +13,7 @@ class ConfigError(AnybindError):
     def __init__(self, message: str, *, key: str | None = None, file: str | None = None):
         self.key = key
         self.file = file
+        self.detail = message
         where = []
         if file:
             where.append(f"file {file}")
@@ -28,6 +29,7 @@ class DataError(AnybindError):
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None):
         self.path = path
         self.row = row
+        self.detail = message
         where = []
         if path is not None:
             where.append(f"file {path}")

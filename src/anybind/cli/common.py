@@ -23,7 +23,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AnybindError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: the last checkpoint is kept; --resume goes on")

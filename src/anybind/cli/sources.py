@@ -17,7 +17,10 @@ def parse_sources(specs: list[str], *, modality: str | None, pattern: str, keys:
     for spec in specs:
         path = Path(spec)
         if spec.startswith("digits:"):
-            sources.append(DigitsSource(split=spec.split(":", 1)[1]))  # type: ignore[arg-type]
+            split = spec.split(":", 1)[1]
+            if split not in ("train", "test"):
+                raise ConfigError(f"'{spec}': the digits split is train or test", key="--data")
+            sources.append(DigitsSource(split=split))  # type: ignore[arg-type]
         elif path.suffix.lower() in (".yaml", ".yml"):
             try:
                 raw = yaml.safe_load(path.read_text())

@@ -27,7 +27,7 @@ def train_command(
     console.print(f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
                   f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
                   f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
-                  f"run folder: {out}")
+                  f"run folder: {out}", soft_wrap=True)
 
 
 @friendly_errors

@@ -32,8 +32,10 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, *,
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, file) from None
-    except AnybindError as exc:  # e.g. an unknown encoder type found while validating
-        raise ConfigError(str(exc).removeprefix("config error: "), file=file) from None
+    except ConfigError as exc:  # e.g. an unknown encoder type found while validating
+        raise ConfigError(exc.detail, key=exc.key, file=file) from None
+    except AnybindError as exc:
+        raise ConfigError(str(exc), file=file) from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | None = None

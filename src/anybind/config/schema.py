@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
+from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
 
@@ -114,7 +115,7 @@ Source = Annotated[DigitsSource | ManifestSource | FolderSource | ArraysSource,
 
 
 class DataConfig(Strict):
-    train: list[Source]
+    train: list[Source] = Field(min_length=1)
     eval: list[Source] = Field(default_factory=list)
     class_names: list[str] | None = None
     #: Caption templates per modality, used to give labelled samples without text a caption.
@@ -188,6 +189,11 @@ class Config(Strict):
                 enc_opts = mod.encoder_options()
             except ValidationError as exc:
                 raise ValueError(_nested(exc, f"modalities.{name}.encoder")) from None
+            except ConfigError as exc:  # an unknown or missing encoder type
+                raise ValueError(f"modalities.{name}.encoder.type: {exc.detail}") from None
+            # keep the filled-in options, so a saved run does not change when defaults do
+            mod.options = mod_opts.model_dump(mode="json")
+            mod.encoder = enc_opts.model_dump(mode="json")
             enc_cls = ENCODERS.get(enc_opts.type)
             if kind not in enc_cls.modalities:
                 raise ValueError(f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "

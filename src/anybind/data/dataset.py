@@ -94,7 +94,7 @@ def load_record(record: RawRecord, modalities: dict[str, Modality],
             values[name] = modality.load(raw, source=None if from_file else record.path)
         except DataError as exc:
             if exc.row is None and record.row is not None:
-                message = str(exc).split(": ", 1)[-1]
+                message = exc.detail
                 if record.path is not None and exc.path not in (None, record.path):
                     message = f"{exc.path}: {message}"
                 raise DataError(message, path=record.path or exc.path, row=record.row) from exc

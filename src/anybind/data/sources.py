@@ -113,10 +113,12 @@ def array_records(path: str | Path, keys: dict[str, str], label_key: str | None 
         raise DataError("array file not found", path=str(path))
     try:
         with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys.values() if k not in npz.files]
+            if missing:
+                raise DataError(f"arrays {missing} not in the file (it holds {npz.files})",
+                                path=str(path))
             arrays = {m: npz[k] for m, k in keys.items()}
             labels = npz[label_key] if label_key and label_key in npz.files else None
-    except KeyError as exc:
-        raise DataError(f"array {exc} not in the file", path=str(path)) from None
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read arrays: {exc}", path=str(path)) from exc
     sizes = {m: len(a) for m, a in arrays.items()} | ({"labels": len(labels)}

@@ -1,7 +1,7 @@
 """A small convolutional image encoder trained from scratch (for small images such as digits).
 
-Conv-BN-GELU blocks; each stage halves the resolution until it reaches 4×4 or less, then global
-average pooling. Input (B, C, H, W) in [0, 1]; output (B, width * 2**(stages-1)).
+Conv-BN-GELU blocks, two per stage, 2×2 max-pooling between stages, then global average
+pooling. Input (B, C, H, W) in [0, 1]; output (B, width * 2**(stages-1)).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ def recall_at_k(queries: torch.Tensor, keys: torch.Tensor, *, query_ids: torch.T
         q = queries[start : start + chunk]
         top = (q @ keys.T).topk(kmax, dim=1).indices  # (n, kmax)
         match = key_ids[top] == query_ids[start : start + chunk, None]  # (n, kmax)
-        first = torch.where(match.any(1), match.float().argmax(1), torch.full_like(top[:, 0],
-                                                                                   kmax + 1))
+        # rank of the first match; no match gets a rank no k reaches (k may exceed kmax)
+        none = torch.full_like(top[:, 0], max(ks))
+        first = torch.where(match.any(1), match.float().argmax(1), none)
         for k in ks:
             hits[k] += int((first < k).sum())
     n = max(1, queries.shape[0])

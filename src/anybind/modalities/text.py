@@ -24,6 +24,13 @@ class TextModality(Modality):
     file_suffixes = (".txt",)
     options: TextOptions
 
+    def is_path(self, raw: Any) -> bool:
+        """A string is a file path only if it ends in .txt and has no whitespace: a caption
+        such as "see notes.txt" stays text."""
+        if isinstance(raw, str) and any(c.isspace() for c in raw.strip()):
+            return False
+        return super().is_path(raw)
+
     def load(self, raw: Any, *, source: str | None = None) -> str:
         if self.is_path(raw):
             path = Path(raw)

@@ -13,9 +13,10 @@ from anybind.config.schema import (
     ManifestSource,
     Source,
 )
-from anybind.data.dataset import LoadReport, MultiModalDataset
+from anybind.data.dataset import LoadReport, MultiModalDataset, resolve_label
 from anybind.data.sample import RawRecord
 from anybind.data.sources import array_records, folder_records, manifest_records
+from anybind.errors import DataError
 from anybind.modalities import Modality
 
 
@@ -57,7 +58,12 @@ def add_captions(records: list[RawRecord], captions: dict[str, list[str]],
         kind = next((m for m in r.values if m in captions), None)
         if kind is None:
             continue
-        label = int(r.label) if not isinstance(r.label, str) else list(class_names).index(r.label)
+        try:
+            label = resolve_label(r.label, class_names, r)
+        except DataError:
+            continue  # loading the record reports the bad label with its file and row
+        if label < 0:
+            continue
         templates = captions[kind]
         pick = int(hashlib.md5(r.id.encode()).hexdigest(), 16) % len(templates)
         r.values["text"] = templates[pick].format(class_names[label])

@@ -3,7 +3,7 @@
 `embed` returns unit-norm embeddings (B, D). The temperature is stored as log(1/τ) and clamped to
 [0, log(max_logit_scale)] whenever it is read (CLIP), so it can neither flip sign nor explode.
 A frozen text tower memoises its encoder features per string, since a frozen encoder maps the
-same caption to the same features every time (the digits benchmark has ~40 distinct captions).
+same caption to the same features every time (the digits benchmark trains on 80 distinct captions).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Tower(nn.Module):
         self.encoder = encoder
         self.projection = projection
         self.cache_features = False
+        self.frozen = False
         self._cache: dict[str, torch.Tensor] = {}
 
     def forward(self, batch: Any) -> torch.Tensor:  # (B, D) unit-norm
@@ -46,7 +47,7 @@ class Tower(nn.Module):
 
     def train(self, mode: bool = True) -> Tower:
         super().train(mode)
-        if self.cache_features:  # a frozen encoder stays in eval mode (no dropout, fixed BN)
+        if self.frozen:  # a frozen encoder stays in eval mode (no dropout, fixed BN statistics)
             self.encoder.eval()
         return self
 
@@ -79,6 +80,7 @@ class Space(nn.Module):
                 p.requires_grad_(not mc.freeze_encoder)
             for p in tower.projection.parameters():
                 p.requires_grad_(not mc.freeze_projection)
+            tower.frozen = mc.freeze_encoder
             tower.cache_features = mc.freeze_encoder and tower.modality.name == "text"
 
     def logit_scale(self) -> torch.Tensor:

@@ -42,7 +42,7 @@ def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRe
         waves, labels, voice_idx = synthesize_digits(voices, sample_rate=SAMPLE_RATE,
                                                      cache_dir=cache_dir(), progress=progress)
         records += [RawRecord(values={"audio": {"waveform": w, "sample_rate": SAMPLE_RATE}},
-                              label=int(y), id=f"speech-{voices[v].id}-{int(y)}",
+                              label=int(y), id=f"speech-{source.split}-{v}-{voices[v].id}-{int(y)}",
                               source="espeak-ng") for w, y, v in
                     zip(waves, labels, voice_idx, strict=True)]
     return records
