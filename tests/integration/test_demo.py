@@ -1,0 +1,56 @@
+"""The built-in benchmark end to end, shrunk: few voices, one epoch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rich.console import Console
+
+from anybind.data.digits.images import mnist_to_uci, uci_digits
+from anybind.recipes.demo import find_shared_data, run_demo
+
+SMALL = ["data.train.0.train_voices=6", "data.train.0.test_voices=2",
+         "data.eval.0.train_voices=6", "data.eval.0.test_voices=2", "optim.epochs=2",
+         "optim.warmup_steps=2"]
+
+
+def test_demo_runs_and_writes_metrics(tmp_path):
+    console = Console(record=True, width=120)
+    result = run_demo(tmp_path / "demo", overrides=SMALL, progress=False, console=console)
+    text = console.export_text()
+    assert "Zero-shot classification" in text and "emergent" in text
+    saved = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert saved["metrics"] == result["metrics"]
+    metrics = saved["metrics"]["in_domain"]
+    for key in ("image_top1", "audio_top1", "image_to_audio_p1", "audio_to_image_p1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert saved["reports"]["in-domain"]["retrieval"]["image->audio"]["emergent"] is True
+    assert saved["reports"]["in-domain"]["retrieval"]["image->text"]["emergent"] is False
+    assert saved["reports"]["in-domain"]["modalities"] == {"image": 540, "audio": 20, "text": 560}
+    if find_shared_data() is not None:  # CI and developer machines have ../shared/data
+        real = saved["reports"]["real"]
+        assert real["modalities"] == {"image": 5000, "audio": 2000}
+        assert real["zero_shot"]["audio"]["n"] == 2000
+    assert set(saved["bars"]) == {"image zero-shot top-1 (held-out digits)",
+                                  "audio zero-shot top-1 (held-out voices)",
+                                  "emergent image→audio P@1 (same digit)"}
+
+
+def test_uci_split_is_stratified_and_disjoint():
+    train_x, train_y = uci_digits("train")
+    test_x, test_y = uci_digits("test")
+    assert len(train_x) + len(test_x) == 1797
+    assert np.bincount(test_y).min() >= 50  # ~30% of each class
+    assert train_x.max() == 1.0 and train_x.min() == 0.0
+
+
+def test_mnist_to_uci_counts_set_pixels_in_4x4_blocks():
+    # a filled 20-pixel-tall, 10-wide bar: the box is scaled to 32 tall, 16 wide, centred
+    image = np.zeros((1, 28, 28), dtype=np.uint8)
+    image[0, 4:24, 9:19] = 255
+    out = mnist_to_uci(image)[0] * 16
+    expected = np.zeros((8, 8))
+    expected[:, 2:6] = 16  # columns 8..23 of 32 are set: blocks 2..5 are full
+    np.testing.assert_array_equal(out, expected)
+    assert mnist_to_uci(np.zeros((1, 28, 28), dtype=np.uint8)).sum() == 0
