@@ -30,7 +30,7 @@ def progress_bar(unit: str = "samples", *, disable: bool = False, transient: boo
     """A bar: description, bar, done/total, throughput, elapsed, remaining, and extra `fields`
     (a format string over task fields, e.g. "loss {task.fields[loss]:.3f}")."""
     columns: list[ProgressColumn | str] = [
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
         ThroughputColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
     ]
     if fields:

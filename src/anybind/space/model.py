@@ -38,11 +38,11 @@ class Tower(nn.Module):
     def features(self, batch: Any) -> torch.Tensor:  # (B, D_enc)
         if not (self.cache_features and isinstance(batch, list)):
             return self.encoder(batch)
-        missing = sorted({b for b in batch if b not in self._cache})
-        if missing:
-            with torch.no_grad():
-                feats = self.encoder(missing).float()
-            self._cache.update(zip(missing, feats, strict=True))
+        # one string at a time: batched padding changes float rounding, and the features of a
+        # caption must not depend on which batch first met it (exact resume needs that)
+        with torch.no_grad():
+            for text in dict.fromkeys(b for b in batch if b not in self._cache):
+                self._cache[text] = self.encoder([text]).float()[0]
         return torch.stack([self._cache[b] for b in batch])
 
     def train(self, mode: bool = True) -> Tower:

@@ -74,3 +74,19 @@ def test_save_and_load_give_identical_embeddings(tmp_path, space):
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(space.embed("image", x), loaded.embed("image", x))
     assert math.isclose(space.logit_scale().item(), loaded.logit_scale().item())
+
+
+def test_frozen_text_features_do_not_depend_on_the_batch(tiny_npz):
+    """Exact resume needs a caption's cached features to be the same whichever batch first
+    met it: batched padding would change float rounding, so strings are encoded one by one."""
+    data = tiny_config(tiny_npz)
+    data["modalities"]["text"]["freeze_encoder"] = True
+    tower = Space(config_from_dict(data)).towers["text"]
+    seen: list[int] = []
+    encoder_forward = tower.encoder.forward
+    tower.encoder.forward = lambda batch: seen.append(len(batch)) or encoder_forward(batch)
+    first = tower.features(["a", "a much longer caption", "a"])
+    assert seen == [1, 1]  # each distinct string once, alone
+    tower._cache.clear()
+    alone = tower.features(["a"])
+    assert torch.equal(first[0], alone[0]) and torch.equal(first[0], first[2])

@@ -1,0 +1,105 @@
+"""Training-loop overhead: anybind's `train` vs a plain PyTorch loop on the same model and data.
+
+    .venv/bin/python benchmarks/train_loop.py --steps 60
+
+Both loops train the digits space (image CNN + audio CNN + frozen MiniLM anchor) on the same
+in-memory batches, without augmentation, so that the only difference is what the recipe adds:
+per-step seeding, progress bar, metrics.jsonl/TensorBoard, checkpoints. Throughput is measured
+over the steps after a warm-up, as the median of windows of `log_every` steps.
+Target (DESIGN.md §6): anybind ≥ 0.95× the plain loop's samples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anybind.config import load_config
+from anybind.data.dataset import MultiModalDataset
+from anybind.data.sample import Sample
+from anybind.objectives import InfoNCE, group_ids
+from anybind.recipes.demo import digits_config_path
+from anybind.recipes.train import masked_captions, param_groups, train
+from anybind.space import Space
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def synthetic_dataset(space: Space, n: int, seed: int = 0) -> MultiModalDataset:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        y = int(rng.integers(10))
+        if i % 2:
+            values = {"image": torch.from_numpy(rng.random((1, 8, 8), dtype=np.float32))}
+        else:
+            values = {"audio": torch.from_numpy(rng.normal(-5, 2, (40, 64)).astype(np.float32))}
+        values["text"] = f"the digit {NAMES[y]}"
+        samples.append(Sample(values=values, label=y, id=str(i)))
+    return MultiModalDataset(samples, space.modalities, NAMES)
+
+
+def plain_loop(config, dataset: MultiModalDataset, steps: int, window: int) -> list[float]:
+    """The reference: batch → forward → loss → backward → step, nothing else."""
+    torch.manual_seed(0)
+    space = Space(config)
+    opt = torch.optim.AdamW(param_groups(space, config.optim.weight_decay), lr=config.optim.lr)
+    objective = InfoNCE(config.pairs())
+    bs, n = config.optim.batch_size, len(dataset)
+    rates, tick = [], time.perf_counter()
+    space.train()
+    for step in range(steps):
+        idx = torch.randperm(n)[:bs].tolist()
+        batch = dataset.batch(idx)
+        feats = space(batch)
+        groups = group_ids(batch["label"], masked_captions(batch), config.objective.positives)
+        masks = {k: batch[f"{k}_mask"] for k in feats}
+        loss = sum(objective(feats, masks, groups, space.logit_scale()).values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(space.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % window == 0:
+            now = time.perf_counter()
+            rates.append(window * bs / (now - tick))
+            tick = now
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_loop.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    overrides = [f"optim.steps={args.steps}", "optim.epochs=null", "optim.warmup_steps=5",
+                 "modalities.image.augment=false", "modalities.audio.augment=false",
+                 f"train.log_every={args.window}", "train.checkpoint_every=20"]
+    config = load_config(digits_config_path(), overrides)
+    dataset = synthetic_dataset(Space(config), 4096)
+    plain = plain_loop(config, dataset, args.steps, args.window)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(config, Path(tmp) / "run", dataset=dataset, progress=True)
+        logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
+    ours = [m["samples_per_s"] for m in logged]
+    # drop the first window of each (warm-up: allocator, caches)
+    result = {"steps": args.steps, "batch_size": config.optim.batch_size,
+              "threads": torch.get_num_threads(),
+              "plain_samples_per_s": statistics.median(plain[1:]),
+              "anybind_samples_per_s": statistics.median(ours[1:])}
+    result["ratio"] = result["anybind_samples_per_s"] / result["plain_samples_per_s"]
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
