@@ -1,8 +1,19 @@
 """anybind: bind any set of modalities into one embedding space; adapt, measure and use it."""
 
-from anybind.api import Run, load_run, train
+from typing import Any
+
 from anybind.errors import AnybindError, ConfigError, DataError, TrainingError
 
 __version__ = "0.1.0"
 __all__ = ["AnybindError", "ConfigError", "DataError", "Run", "TrainingError", "load_run",
            "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # The API pulls in transformers; import it on first use so that `import anybind.objectives`
+    # (e.g. in torchrun workers) stays light.
+    if name in ("Run", "load_run", "train"):
+        from anybind import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'anybind' has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from anybind.cli import demo, evaluate, train
+from anybind.cli import demo, evaluate, repro, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Bind any set of modalities into one embedding space; measure and use it.")
@@ -12,6 +12,7 @@ app.command("train")(train.train_command)
 app.command("validate")(train.validate_command)
 app.command("eval")(evaluate.eval_command)
 app.command("demo")(demo.demo_command)
+app.add_typer(repro.app, name="repro")
 
 if __name__ == "__main__":
     app()

@@ -59,13 +59,41 @@ class SpaceConfig(Strict):
 
 
 class ObjectiveConfig(Strict):
-    type: Literal["infonce"] = "infonce"
+    """Which loss aligns the modalities; see docs/configuration.md for each type."""
+
+    #: infonce (CLIP), siglip (pairwise sigmoid), symile (higher-order), cwcl (soft targets
+    #: from similarity within the anchor modality)
+    type: Literal["infonce", "siglip", "symile", "cwcl"] = "infonce"
     #: "all": every pair of modalities; "anchor": every modality against `anchor`;
-    #: or an explicit list of [a, b] pairs.
+    #: or an explicit list of [a, b] pairs. (symile scores one tuple: `modalities`.)
     pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "all"
     anchor: str | None = None
     #: Which samples in a batch count as positives of each other besides the pair itself.
     positives: Literal["label", "caption", "label_or_caption", "none"] = "label_or_caption"
+    #: infonce/cwcl: one learnable temperature for the space, or one per modality pair
+    scale: Literal["shared", "per_pair"] = "shared"
+    #: infonce/siglip: compute the loss in tiles, never holding the N×N logits (exact)
+    tiled: bool = False
+    tile: int = Field(1024, gt=0)
+    siglip_init_scale: float = Field(10.0, gt=0)
+    siglip_init_bias: float = -10.0
+    #: symile: the modalities of the tuple (default: all), negatives, missing-modality handling
+    symile_modalities: list[str] | None = None
+    symile_negatives: Literal["n", "n_squared"] = "n"
+    symile_missing: Literal["mask", "learned"] = "mask"
+
+    @model_validator(mode="after")
+    def _type_options(self) -> ObjectiveConfig:
+        if self.tiled and self.type not in ("infonce", "siglip"):
+            raise ValueError(f"objective.tiled: only infonce and siglip have a tiled form, not "
+                             f"{self.type}")
+        if self.scale == "per_pair" and self.type not in ("infonce", "cwcl"):
+            raise ValueError(f"objective.scale: per_pair scales are for infonce and cwcl, not "
+                             f"{self.type}")
+        if self.type == "cwcl" and self.anchor is None:
+            raise ValueError("objective.anchor: cwcl weights targets by similarity within a "
+                             "frozen anchor modality; name it")
+        return self
 
 
 class DigitsSource(Strict):
@@ -206,6 +234,12 @@ class Config(Strict):
             raise ValueError("objective.anchor: pairs='anchor' needs an anchor modality")
         if obj.anchor is not None and obj.anchor not in names:
             raise ValueError(f"objective.anchor: '{obj.anchor}' is not a configured modality")
+        if obj.type == "symile":
+            tuple_ = obj.symile_modalities or list(names)
+            unknown = [m for m in tuple_ if m not in names]
+            if unknown or len(tuple_) < 2:
+                raise ValueError(f"objective.symile_modalities: needs two or more configured "
+                                 f"modalities, got {tuple_}")
         for pair in self.pairs():
             for m in pair:
                 if m not in names:

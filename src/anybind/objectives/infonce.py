@@ -10,15 +10,18 @@ itself.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 
-def positive_targets(groups: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+def positive_targets(groups: torch.Tensor | None, n: int, device: torch.device,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(n, n) row-stochastic targets: uniform over samples of the same group (self included)."""
     if groups is None:
-        return torch.eye(n, device=device)
-    same = (groups[:, None] == groups[None, :]).float()
+        return torch.eye(n, device=device, dtype=dtype)
+    same = (groups[:, None] == groups[None, :]).to(dtype)
     return same / same.sum(dim=1, keepdim=True)
 
 
@@ -26,22 +29,58 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
              groups: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE between paired rows of a (N, D) and b (N, D)."""
     logits = scale * a @ b.T  # (N, N)
-    targets = positive_targets(groups, a.shape[0], a.device)
+    targets = positive_targets(groups, a.shape[0], a.device, logits.dtype)
     loss_ab = -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
     loss_ba = -(targets.T * logits.log_softmax(dim=0)).sum(dim=0).mean()
     return (loss_ab + loss_ba) / 2
+
+
+def weighted_info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE with continuous targets: weights (N, N) ≥ 0, weights[i, j] is how much
+    b_j counts as a positive of a_i. Row targets are weights normalised per row, column targets
+    weights normalised per column. With 0/1 same-group weights this is `info_nce`."""
+    logits = scale * a @ b.T  # (N, N)
+    rows = weights / weights.sum(dim=1, keepdim=True)
+    cols = weights / weights.sum(dim=0, keepdim=True)
+    loss_ab = -(rows * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    loss_ba = -(cols * logits.log_softmax(dim=0)).sum(dim=0).mean()
+    return (loss_ab + loss_ba) / 2
+
+
+class PairScales(nn.Module):
+    """One learnable temperature per modality pair, stored as log(1/τ) and clamped like the
+    space's shared one. Used when `objective.scale: per_pair`."""
+
+    def __init__(self, pairs: list[tuple[str, str]], init_scale: float, max_scale: float):
+        super().__init__()
+        self.max_log = math.log(max_scale)
+        self.log_scales = nn.ParameterDict({
+            pair_key(a, b): nn.Parameter(torch.tensor(math.log(init_scale))) for a, b in pairs})
+
+    def forward(self, a: str, b: str) -> torch.Tensor:
+        return self.log_scales[pair_key(a, b)].clamp(0.0, self.max_log).exp()
+
+
+def pair_key(a: str, b: str) -> str:
+    return f"{a}~{b}"
 
 
 class InfoNCE(nn.Module):
     """Sum of symmetric InfoNCE terms, one per configured modality pair.
 
     Only rows where both modalities of a pair are present take part in that pair's term; a pair
-    with fewer than two such rows contributes nothing in that batch.
+    with fewer than two such rows contributes nothing in that batch. `tiled` computes each term
+    without holding the N×N logits (anybind.objectives.tiled), with the same value and gradients.
     """
 
-    def __init__(self, pairs: list[tuple[str, str]]):
+    def __init__(self, pairs: list[tuple[str, str]], *, scales: PairScales | None = None,
+                 tiled: bool = False, tile: int = 1024):
         super().__init__()
         self.pairs = pairs
+        self.scales = scales
+        self.tiled = tiled
+        self.tile = tile
 
     def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                 groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -53,7 +92,14 @@ class InfoNCE(nn.Module):
             if int(both.sum()) < 2:
                 continue
             g = groups[both] if groups is not None else None
-            terms[f"{a}~{b}_loss"] = info_nce(features[a][both], features[b][both], scale, g)
+            s = self.scales(a, b) if self.scales is not None else scale
+            if self.tiled:
+                from anybind.objectives.tiled import tiled_info_nce
+
+                loss = tiled_info_nce(features[a][both], features[b][both], s, g, tile=self.tile)
+            else:
+                loss = info_nce(features[a][both], features[b][both], s, g)
+            terms[f"{pair_key(a, b)}_loss"] = loss
         return terms
 
 

@@ -29,7 +29,7 @@ from anybind.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from anybind.config import Config, load_config
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError, ConfigError, TrainingError
-from anybind.objectives import InfoNCE, group_ids
+from anybind.objectives import build_objective, group_ids
 from anybind.progress import progress_bar
 from anybind.recipes.data import build_dataset
 from anybind.space import Space, save_space
@@ -124,18 +124,20 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
     batch_size = min(config.optim.batch_size, n)
     per_epoch = max(1, n // batch_size)
     total = config.optim.steps or per_epoch * (config.optim.epochs or 1)
+    objective = build_objective(config)
     space.to(device)
-    optimizer = torch.optim.AdamW(param_groups(space, config.optim.weight_decay),
+    objective.to(device)
+    optimizer = torch.optim.AdamW(param_groups(space, config.optim.weight_decay)
+                                  + objective_param_groups(objective),
                                   lr=config.optim.lr, betas=config.optim.betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.optim.warmup_steps, total))
-    objective = InfoNCE(config.pairs())
 
     step, resumed_from = 0, None
     ckpt_root = out / "checkpoints"
     if resume and (last := latest_checkpoint(ckpt_root)) is not None:
         weights, state, meta = load_checkpoint(last)
-        space.load_persistent_state(weights)
+        load_training_state(space, objective, weights)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
         step = resumed_from = int(meta["step"])
@@ -193,7 +195,7 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
             if step == kill_at:  # fault injection for the resume tests: die like a SIGKILL would
                 os.kill(os.getpid(), signal.SIGKILL)
             if step % config.train.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt_root, step, space.persistent_state(),
+                save_checkpoint(ckpt_root, step, training_state(space, objective),
                                 {"optimizer": optimizer.state_dict(),
                                  "scheduler": schedule.state_dict()},
                                 {"epoch": step / per_epoch}, keep=config.train.keep_checkpoints)
@@ -207,6 +209,25 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
                            train_samples=n, skipped_samples=skipped, resumed_from=resumed_from)
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def objective_param_groups(objective: torch.nn.Module) -> list[dict[str, Any]]:
+    """The objective's own learnable parameters (scales, biases): no weight decay."""
+    params = [p for p in objective.parameters() if p.requires_grad]
+    return [{"params": params, "weight_decay": 0.0}] if params else []
+
+
+def training_state(space: Space, objective: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {**space.persistent_state(),
+            **{f"objective.{k}": v for k, v in objective.state_dict().items()}}
+
+
+def load_training_state(space: Space, objective: torch.nn.Module,
+                        weights: dict[str, torch.Tensor]) -> None:
+    objective.load_state_dict({k.removeprefix("objective."): v for k, v in weights.items()
+                               if k.startswith("objective.")})
+    space.load_persistent_state({k: v for k, v in weights.items()
+                                 if not k.startswith("objective.")})
 
 
 def augment(batch: dict[str, Any], space: Space, config: Config) -> dict[str, Any]:

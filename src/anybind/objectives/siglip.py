@@ -1,0 +1,51 @@
+"""SigLIP: pairwise sigmoid loss (Zhai et al. 2023, arXiv:2303.15343).
+
+Every (i, j) pair of a batch is an independent binary problem — positive when the two share a
+group (or i = j), negative otherwise — scored by σ(t·a_iᵀb_j + b) with a learnable temperature t
+(stored as log t, initialised at ln 10) and bias b (initialised at −10, so that the many
+negatives start near their target). The loss module owns t and b; the space's shared scale is not
+used by this objective.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SigLIP(nn.Module):
+    def __init__(self, pairs: list[tuple[str, str]], *, init_scale: float = 10.0,
+                 init_bias: float = -10.0, max_scale: float = 100.0, tiled: bool = False,
+                 tile: int = 1024):
+        super().__init__()
+        self.pairs = pairs
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
+        self.bias = nn.Parameter(torch.tensor(float(init_bias)))
+        self.max_log = math.log(max_scale)
+        self.tiled = tiled
+        self.tile = tile
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.clamp(0.0, self.max_log).exp()
+
+    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        from anybind.objectives.tiled import sigmoid_loss, tiled_sigmoid_loss
+
+        terms: dict[str, torch.Tensor] = {}
+        for a, b in self.pairs:
+            if a not in features or b not in features:
+                continue
+            both = masks[a] & masks[b]
+            if int(both.sum()) < 1:
+                continue
+            g = groups[both] if groups is not None else None
+            fa, fb = features[a][both], features[b][both]
+            if self.tiled:
+                loss = tiled_sigmoid_loss(fa, fb, self.scale(), self.bias, g, tile=self.tile)
+            else:
+                loss = sigmoid_loss(fa, fb, self.scale(), self.bias, g)
+            terms[f"{a}~{b}_loss"] = loss
+        return terms
