@@ -17,7 +17,7 @@ from anybind.objectives.infonce import weighted_info_nce
 
 def cwcl_weights(anchor: torch.Tensor) -> torch.Tensor:
     """(N, D) unit-norm anchor embeddings → (N, N) weights in [0, 1], ones on the diagonal."""
-    anchor = anchor.detach().float()
+    anchor = anchor.detach()
     return ((anchor @ anchor.T).clamp(-1, 1) + 1) / 2
 
 

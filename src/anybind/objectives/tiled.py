@@ -69,6 +69,24 @@ def _addmm_(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         out.add_(_mm(x, y, out.dtype))
 
 
+# exp(x) for x < -80 is < 2e-35, below fp32 resolution of any sum that contains the max term
+# exp(0) = 1; clamping there keeps every probability a normal float: on x86 CPUs, denormal
+# results make exp and the following GEMMs several times slower.
+_EXP_FLOOR = -80.0
+
+
+def _exp_(x: torch.Tensor) -> torch.Tensor:
+    """In-place exp of x ≤ 0 (x minus a max or a log-sum-exp), floored at exp(-80)."""
+    return x.clamp_min_(_EXP_FLOOR).exp_()
+
+
+def _lse_(logits: torch.Tensor, dim: int, inplace: bool) -> torch.Tensor:
+    """log Σ exp along dim (a tile's partial log-sum-exp); may overwrite logits if inplace."""
+    peak = logits.amax(dim, keepdim=True)
+    shifted = logits.sub_(peak) if inplace else torch.sub(logits, peak)
+    return _exp_(shifted).sum(dim).log_().add_(peak.squeeze(dim))
+
+
 def _scale_tensor(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     if not isinstance(scale, torch.Tensor):
         scale = torch.tensor(float(scale))
@@ -115,8 +133,8 @@ class _TiledInfoNCE(torch.autograd.Function):
             run = a.new_full((r1 - r0,), float("-inf"), dtype=acc)
             for c0, c1 in spans:
                 logits = _mm(a_t, b[c0:c1].T, acc)
-                run = torch.logaddexp(run, torch.logsumexp(logits, dim=1))
-                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], torch.logsumexp(logits, dim=0))
+                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], _lse_(logits, 0, inplace=False))
+                run = torch.logaddexp(run, _lse_(logits, 1, inplace=True))
             row_lse[r0:r1] = run
         # positive terms Σ_ij T_ij a_i·b_j (without the scale), from per-group sums
         if inv is None:
@@ -148,8 +166,8 @@ class _TiledInfoNCE(torch.autograd.Function):
                 for c0, c1 in spans:
                     b_t = b[c0:c1]
                     logits = _mm(a_s[r0:r1], b_t.T, acc)
-                    p = torch.sub(logits, r).exp_()
-                    p.add_(logits.sub_(col_lse[None, c0:c1]).exp_())
+                    p = _exp_(torch.sub(logits, r))
+                    p.add_(_exp_(logits.sub_(col_lse[None, c0:c1])))
                     p = p.to(a.dtype)
                     if want_da:
                         _addmm_(da_raw[r0:r1], p, b_t)
@@ -212,7 +230,7 @@ class _TiledRowInfoNCE(torch.autograd.Function):
             run = q.new_full((r1 - r0,), float("-inf"), dtype=acc)
             for c0, c1 in col_spans:
                 logits = _mm(q_t, k[c0:c1].T, acc)
-                run = torch.logaddexp(run, torch.logsumexp(logits, dim=1))
+                run = torch.logaddexp(run, _lse_(logits, 1, inplace=True))
             row_lse[r0:r1] = run
         if q_inv is None:
             pos = (q.to(acc) * k[offset:offset + n].to(acc)).sum()
@@ -240,7 +258,7 @@ class _TiledRowInfoNCE(torch.autograd.Function):
                 r = row_lse[r0:r1, None]
                 for c0, c1 in col_spans:
                     k_t = k[c0:c1]
-                    p = _mm(q_s[r0:r1], k_t.T, acc).sub_(r).exp_().to(q.dtype)
+                    p = _exp_(_mm(q_s[r0:r1], k_t.T, acc).sub_(r)).to(q.dtype)
                     if want_dq:
                         _addmm_(dq_raw[r0:r1], p, k_t)
                     if want_dk:
