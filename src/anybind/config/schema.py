@@ -164,6 +164,10 @@ class OptimConfig(Strict):
     epochs: int | None = Field(None, gt=0)
     steps: int | None = Field(None, gt=0)
     batch_size: int = Field(256, gt=1)
+    #: embed each batch in this many row chunks (GradCache): the same loss over all in-batch
+    #: negatives with the activation memory of one chunk; exact unless the encoders hold
+    #: BatchNorm, whose statistics then come from each chunk
+    micro_batches: int = Field(1, ge=1)
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 

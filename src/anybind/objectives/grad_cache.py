@@ -95,6 +95,8 @@ def grad_cache_step(
         grads = grad.split([x.shape[0] for x in xs], dim=0)
         for x, g, state in zip(xs, grads, states[m], strict=True):
             _restore_rng(state)
-            torch.autograd.backward(encoders[m](x), g)
+            out = encoders[m](x)
+            if out.requires_grad:  # a chunk may hold no trainable input (an absent modality)
+                torch.autograd.backward(out, g)
     _restore_rng(after_forward)
     return loss.detach()

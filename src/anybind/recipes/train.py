@@ -12,6 +12,7 @@ steps an uninterrupted run would have taken and ends with bit-identical weights 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from anybind.config import Config, load_config
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError, ConfigError, TrainingError
 from anybind.objectives import build_objective, group_ids
+from anybind.objectives.grad_cache import grad_cache_step
 from anybind.progress import progress_bar
 from anybind.recipes.data import build_dataset
 from anybind.space import Space, save_space
@@ -157,24 +159,9 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
             indices = order[within * batch_size : (within + 1) * batch_size].tolist()
             torch.manual_seed(seed * 1_000_003 + step)
             batch = to_device(augment(dataset.batch(indices), space, config), device)
-            with autocast_context(config.optim.precision, device):
-                features = space(batch)
-                captions = masked_captions(batch)
-                groups = group_ids(batch["label"], captions, config.objective.positives)
-                terms = objective(features, {k: batch[f"{k}_mask"] for k in features},
-                                  groups.to(device) if groups is not None else None,
-                                  space.logit_scale())
-            if not terms:
-                raise TrainingError(f"step {step}: no modality pair is present in the batch; "
-                                    "check objective.pairs against the data")
-            loss = torch.stack([v.float() for v in terms.values()]).sum()
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"step {step}: the loss is {loss.item()} (terms: "
-                    f"{ {k: v.item() for k, v in terms.items()} }); stopped. The last good "
-                    f"checkpoint is kept in {ckpt_root}. Lower optim.lr or check the data.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, terms = forward_backward(space, objective, batch, config, device, step,
+                                           ckpt_root)
             if config.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(space.parameters(), config.optim.grad_clip)
             optimizer.step()
@@ -209,6 +196,57 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
                            train_samples=n, skipped_samples=skipped, resumed_from=resumed_from)
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def forward_backward(space: Space, objective: torch.nn.Module, batch: dict[str, Any],
+                     config: Config, device: torch.device, step: int, ckpt_root: Path
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss terms of one batch and their gradients in `.grad`. With optim.micro_batches = k > 1
+    the batch is embedded k rows-chunks at a time (GradCache): same loss over all in-batch
+    negatives, activation memory of one chunk."""
+    captions = masked_captions(batch)
+    groups = group_ids(batch["label"], captions, config.objective.positives)
+    groups = groups.to(device) if groups is not None else None
+    masks = {name: batch[f"{name}_mask"] for name in space.towers if name in batch}
+    found: dict[str, torch.Tensor] = {}
+
+    def loss_of(features: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = objective(features, {k: masks[k] for k in features}, groups, space.logit_scale())
+        if not terms:
+            raise TrainingError(f"step {step}: no modality pair is present in the batch; "
+                                "check objective.pairs against the data")
+        loss = torch.stack([v.float() for v in terms.values()]).sum()
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"step {step}: the loss is {loss.item()} (terms: "
+                f"{ {k: v.item() for k, v in terms.items()} }); stopped. The last good "
+                f"checkpoint is kept in {ckpt_root}. Lower optim.lr or check the data.")
+        found.update(terms)
+        return loss
+
+    k = config.optim.micro_batches
+    with autocast_context(config.optim.precision, device):
+        if k == 1:
+            loss = loss_of(space(batch))
+        else:
+            rows = torch.arange(len(batch["id"]))
+            encoders = {name: functools.partial(embed_rows, space, batch, name) for name in masks}
+            loss = grad_cache_step(encoders, {name: rows for name in masks}, loss_of, k)
+    if k == 1:
+        loss.backward()
+    return loss.detach(), {name: v.detach() for name, v in found.items()}
+
+
+def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor
+               ) -> torch.Tensor:
+    """Embeddings (len(rows), D) of one modality for some rows of a batch; zeros where absent."""
+    data = batch[name]
+    sub = {name: [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows],
+           f"{name}_mask": batch[f"{name}_mask"][rows]}
+    out = space(sub)
+    if name in out:
+        return out[name]
+    return torch.zeros(len(rows), space.config.space.dim, device=batch[f"{name}_mask"].device)
 
 
 def objective_param_groups(objective: torch.nn.Module) -> list[dict[str, Any]]:
