@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,6 +30,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
              groups: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE between paired rows of a (N, D) and b (N, D)."""
     logits = scale * a @ b.T  # (N, N)
+    if groups is None:  # one positive per row: index targets, no N×N target matrix
+        labels = torch.arange(a.shape[0], device=a.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     targets = positive_targets(groups, a.shape[0], a.device, logits.dtype)
     loss_ab = -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
     loss_ba = -(targets.T * logits.log_softmax(dim=0)).sum(dim=0).mean()

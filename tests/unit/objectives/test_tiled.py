@@ -63,9 +63,13 @@ def test_tiled_info_nce_equals_info_nce(n: int, tile: int, grouped: bool) -> Non
     assert got[0].dtype == torch.float32 and got[0].ndim == 0
 
 
+# 130 rows in one-element tiles would be 17k Python-level tiles: slow, and the same code path as
+# N=64 with tile=1, so that one combination is left out of the grid (not skipped at run time).
+SIGMOID_CASES = [(n, t) for n in SIZES for t in TILES if n * n // (t * t) <= 5000]
+
+
 @pytest.mark.parametrize("grouped", [False, True])
-@pytest.mark.parametrize("tile", TILES)
-@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize(("n", "tile"), SIGMOID_CASES)
 def test_tiled_sigmoid_loss_equals_sigmoid_loss(n: int, tile: int, grouped: bool) -> None:
     a, b, groups = _case(n, grouped, seed=1)
     scale, bias = torch.tensor(9.0), torch.tensor(-4.0)
