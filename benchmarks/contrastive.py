@@ -41,8 +41,14 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ["naive", "tiled", "open_clip.ClipLoss", "naive_sigmoid", "tiled_sigmoid",
-           "open_clip.SigLipLoss"]
+METHODS = [
+    "naive",
+    "tiled",
+    "open_clip.ClipLoss",
+    "naive_sigmoid",
+    "tiled_sigmoid",
+    "open_clip.SigLipLoss",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -94,8 +100,10 @@ def _loss_fn(method: str, tile: int, open_clip_path: str | None):
     if method == "naive_sigmoid":
         return (lambda a, b, s, bias: sigmoid_loss(a, b, s, bias)), "anybind sigmoid_loss"
     if method == "tiled_sigmoid":
-        return ((lambda a, b, s, bias: tiled_sigmoid_loss(a, b, s, bias, tile=tile)),
-                f"tile={tile}")
+        return (
+            (lambda a, b, s, bias: tiled_sigmoid_loss(a, b, s, bias, tile=tile)),
+            f"tile={tile}",
+        )
     module, source = _load_open_clip_loss(open_clip_path)
     if module is None:
         return None, source
@@ -110,6 +118,8 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     cuda = args.device == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if cuda else torch.float32
     fn, source = _loss_fn(args.method, args.tile, args.open_clip_path)
     if fn is None:
@@ -135,10 +145,16 @@ def worker(args: argparse.Namespace) -> dict:
 
     gemm_rate()  # warm the BLAS up before the memory baseline
     gen = torch.Generator(device=args.device).manual_seed(0)
-    a = torch.nn.functional.normalize(
-        torch.randn(n, d, generator=gen, device=args.device), dim=1).to(dtype).requires_grad_()
-    b = torch.nn.functional.normalize(
-        torch.randn(n, d, generator=gen, device=args.device), dim=1).to(dtype).requires_grad_()
+    a = (
+        torch.nn.functional.normalize(torch.randn(n, d, generator=gen, device=args.device), dim=1)
+        .to(dtype)
+        .requires_grad_()
+    )
+    b = (
+        torch.nn.functional.normalize(torch.randn(n, d, generator=gen, device=args.device), dim=1)
+        .to(dtype)
+        .requires_grad_()
+    )
     scale = torch.tensor(args.scale, device=args.device, requires_grad=True)
     bias = torch.tensor(-10.0, device=args.device, requires_grad=True)
 
@@ -174,11 +190,20 @@ def worker(args: argparse.Namespace) -> dict:
         rates.append(rate)
         ratios.append(elapsed / floor)
     rate = statistics.median(rates)
-    return {"status": "ok", "source": source, "loss": loss, "peak_above_inputs_bytes": peak,
-            "hwm_reset": hwm_reset, "times_s": times, "time_s": statistics.median(times),
-            "gemm_rate_flops": rate, "floor_s": 6 * n * n * d / rate,
-            "time_over_floor": statistics.median(ratios),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {
+        "status": "ok",
+        "source": source,
+        "loss": loss,
+        "peak_above_inputs_bytes": peak,
+        "hwm_reset": hwm_reset,
+        "times_s": times,
+        "time_s": statistics.median(times),
+        "gemm_rate_flops": rate,
+        "floor_s": 6 * n * n * d / rate,
+        "time_over_floor": statistics.median(ratios),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 # ------------------------------------------------------------------------------ driver side
@@ -194,9 +219,27 @@ def _fmt_bytes(x: float | None) -> str:
 
 
 def run_one(args: argparse.Namespace, method: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--method", method, "--n", str(n),
-           "--dim", str(args.dim), "--tile", str(args.tile), "--repeats", str(args.repeats),
-           "--scale", str(args.scale), "--device", "cuda" if args.gpu else "cpu"]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--method",
+        method,
+        "--n",
+        str(n),
+        "--dim",
+        str(args.dim),
+        "--tile",
+        str(args.tile),
+        "--repeats",
+        str(args.repeats),
+        "--scale",
+        str(args.scale),
+        "--device",
+        "cuda" if args.gpu else "cpu",
+        "--threads",
+        str(args.threads),
+    ]
     if args.open_clip_path:
         cmd += ["--open-clip-path", args.open_clip_path]
     try:
@@ -211,16 +254,20 @@ def run_one(args: argparse.Namespace, method: str, n: int) -> dict:
 
 
 def table(rows: list[dict], device: str) -> str:
-    lines = [f"| N | method | peak above inputs ({device}) | time fwd+bwd (s) | GEMM floor (s) "
-             "| time/floor | loss |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| N | method | peak above inputs ({device}) | time fwd+bwd (s) | GEMM floor (s) "
+        "| time/floor | loss |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['n']} | {r['method']} | {r['status']} | | | | |")
             continue
-        lines.append(f"| {r['n']} | {r['method']} | {_fmt_bytes(r['peak_above_inputs_bytes'])} "
-                     f"| {r['time_s']:.3f} | {r['floor_s']:.3f} | {r['time_over_floor']:.2f} "
-                     f"| {r['loss']:.5f} |")
+        lines.append(
+            f"| {r['n']} | {r['method']} | {_fmt_bytes(r['peak_above_inputs_bytes'])} "
+            f"| {r['time_s']:.3f} | {r['floor_s']:.3f} | {r['time_over_floor']:.2f} "
+            f"| {r['loss']:.5f} |"
+        )
     return "\n".join(lines)
 
 
@@ -228,13 +275,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=None)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile of the tiled losses (default 1024 on CPU, 8192 on CUDA)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1 / 0.07)
     parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads in each run (0: torch's default)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
-    parser.add_argument("--open-clip-path", default=None,
-                        help="folder holding open_clip's loss.py when open_clip is not installed")
+    parser.add_argument(
+        "--open-clip-path",
+        default=None,
+        help="folder holding open_clip's loss.py when open_clip is not installed",
+    )
     parser.add_argument("--gpu", action="store_true", help="CUDA, bf16, N up to 262144")
     parser.add_argument("--out", type=Path, default=None)
     # worker-only flags
@@ -246,18 +304,24 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    if args.tile is None:
+        args.tile = 8192 if args.gpu else 1024
     if args.repeats < 3:
         parser.error("--repeats must be ≥ 3 (the time is a median)")
-    sizes = args.sizes or ([1024, 4096, 16384, 65536, 131072, 262144] if args.gpu
-                           else [1024, 2048, 4096, 8192, 16384])
+    sizes = args.sizes or (
+        [1024, 4096, 16384, 65536, 131072, 262144] if args.gpu else [1024, 2048, 4096, 8192, 16384]
+    )
     rows = []
     for n in sizes:
         for method in args.methods:
             t = time.perf_counter()
             result = run_one(args, method, n)
             rows.append({"n": n, "method": method, **result})
-            print(f"N={n:>6} {method:<22} {result['status']:<14} "
-                  f"({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"N={n:>6} {method:<22} {result['status']:<14} ({time.perf_counter() - t:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     device = "CUDA bf16" if args.gpu else "CPU fp32"
     print(table(rows, device))
     naive = {r["n"]: r for r in rows if r["method"] == "naive" and r["status"] == "ok"}
@@ -265,18 +329,37 @@ def main() -> None:
     for r in rows:
         if r["method"] == "tiled" and r["status"] == "ok" and r["n"] in naive:
             memory_ratio = naive[r["n"]]["peak_above_inputs_bytes"] / max(
-                r["peak_above_inputs_bytes"], 1)
-            targets[str(r["n"])] = {"naive_over_tiled_memory": memory_ratio,
-                                    "tiled_time_over_floor": r["time_over_floor"]}
-    print("\nnaive/tiled peak memory and tiled time/floor: "
-          + ", ".join(f"N={k}: {v['naive_over_tiled_memory']:.1f}×, "
-                      f"{v['tiled_time_over_floor']:.2f}" for k, v in targets.items()))
+                r["peak_above_inputs_bytes"], 1
+            )
+            targets[str(r["n"])] = {
+                "naive_over_tiled_memory": memory_ratio,
+                "tiled_time_over_floor": r["time_over_floor"],
+            }
+    print(
+        "\nnaive/tiled peak memory and tiled time/floor: "
+        + ", ".join(
+            f"N={k}: {v['naive_over_tiled_memory']:.1f}×, {v['tiled_time_over_floor']:.2f}"
+            for k, v in targets.items()
+        )
+    )
     out = args.out or RESULTS / ("contrastive_gpu.json" if args.gpu else "contrastive.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "device": device, "dim": args.dim, "tile": args.tile, "repeats": args.repeats,
-        "scale": args.scale, "cpu_count": os.cpu_count(), "rows": rows, "targets": targets,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": device,
+                "dim": args.dim,
+                "tile": args.tile,
+                "repeats": args.repeats,
+                "scale": args.scale,
+                "cpu_count": os.cpu_count(),
+                "threads": args.threads or "default",
+                "rows": rows,
+                "targets": targets,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}", file=sys.stderr)
 
 

@@ -23,8 +23,18 @@ from anybind.recipes.demo import digits_config_path
 
 
 def train_cli(out: Path, overrides: list[str], *extra: str, env: dict | None = None) -> int:
-    cmd = [sys.executable, "-m", "anybind.cli.main", "train", str(digits_config_path()), *overrides,
-           "--out", str(out), "--quiet", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "anybind.cli.main",
+        "train",
+        str(digits_config_path()),
+        *overrides,
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
     return subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True).returncode
 
 
@@ -47,8 +57,13 @@ def main() -> None:
         resumed_from = json.loads((b / "summary.json").read_text())["resumed_from"]
         wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
         diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
-    result = {"total_steps": total, "killed_at_step": kill_at, "resumed_from": resumed_from,
-              "tensors": len(wa), "max_abs_difference": diff}
+    result = {
+        "total_steps": total,
+        "killed_at_step": kill_at,
+        "resumed_from": resumed_from,
+        "tensors": len(wa),
+        "max_abs_difference": diff,
+    }
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -44,24 +44,36 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     for m in (2, 3, 4, 6):
-        feats = [F.normalize(torch.randn(args.n, args.dim), dim=1).requires_grad_()
-                 for _ in range(m)]
+        feats = [
+            F.normalize(torch.randn(args.n, args.dim), dim=1).requires_grad_() for _ in range(m)
+        ]
         scale = torch.tensor(10.0)
 
-        def clip() -> None:
+        def clip(feats: list[torch.Tensor] = feats, scale: torch.Tensor = scale) -> None:
             loss = sum(info_nce(a, b, scale) for a, b in itertools.combinations(feats, 2))
             loss.backward()
 
-        def symile() -> None:
+        def symile(feats: list[torch.Tensor] = feats, scale: torch.Tensor = scale) -> None:
             symile_loss(feats, scale, negatives="n").backward()
 
         t_clip, t_symile = timed(clip, args.repeats), timed(symile, args.repeats)
         expected = (m - 1) / 2
         ratio = t_clip / t_symile
-        rows.append({"M": m, "clip_s": t_clip, "symile_s": t_symile, "ratio": ratio,
-                     "expected": expected, "within_25pct": abs(ratio / expected - 1) <= 0.25})
-        print(f"M={m}: all-pairs CLIP {t_clip:.3f} s, Symile {t_symile:.3f} s, ratio "
-              f"{ratio:.2f} (expected {expected:.2f})", flush=True)
+        rows.append(
+            {
+                "M": m,
+                "clip_s": t_clip,
+                "symile_s": t_symile,
+                "ratio": ratio,
+                "expected": expected,
+                "within_25pct": abs(ratio / expected - 1) <= 0.25,
+            }
+        )
+        print(
+            f"M={m}: all-pairs CLIP {t_clip:.3f} s, Symile {t_symile:.3f} s, ratio "
+            f"{ratio:.2f} (expected {expected:.2f})",
+            flush=True,
+        )
     result = {"n": args.n, "dim": args.dim, "threads": torch.get_num_threads(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -80,9 +80,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_loop.json"))
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    overrides = [f"optim.steps={args.steps}", "optim.epochs=null", "optim.warmup_steps=5",
-                 "modalities.image.augment=false", "modalities.audio.augment=false",
-                 f"train.log_every={args.window}", "train.checkpoint_every=20"]
+    overrides = [
+        f"optim.steps={args.steps}",
+        "optim.epochs=null",
+        "optim.warmup_steps=5",
+        "modalities.image.augment=false",
+        "modalities.audio.augment=false",
+        f"train.log_every={args.window}",
+        "train.checkpoint_every=20",
+    ]
     config = load_config(digits_config_path(), overrides)
     dataset = synthetic_dataset(Space(config), 4096)
     plain = plain_loop(config, dataset, args.steps, args.window)
@@ -91,10 +97,13 @@ def main() -> None:
         logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
     ours = [m["samples_per_s"] for m in logged]
     # drop the first window of each (warm-up: allocator, caches)
-    result = {"steps": args.steps, "batch_size": config.optim.batch_size,
-              "threads": torch.get_num_threads(),
-              "plain_samples_per_s": statistics.median(plain[1:]),
-              "anybind_samples_per_s": statistics.median(ours[1:])}
+    result = {
+        "steps": args.steps,
+        "batch_size": config.optim.batch_size,
+        "threads": torch.get_num_threads(),
+        "plain_samples_per_s": statistics.median(plain[1:]),
+        "anybind_samples_per_s": statistics.median(ours[1:]),
+    }
     result["ratio"] = result["anybind_samples_per_s"] / result["plain_samples_per_s"]
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,18 +37,39 @@ def tiny_config(npz: Path, **changes: Any) -> dict[str, Any]:
     """Image + byte-level text, both trained from scratch: fast and fully deterministic."""
     config: dict[str, Any] = {
         "modalities": {
-            "image": {"options": {"size": [8, 8]},
-                      "encoder": {"type": "image_cnn", "width": 8, "stages": 2}},
-            "text": {"encoder": {"type": "text_bytes", "width": 16, "layers": 1, "heads": 2,
-                                 "max_bytes": 24}},
+            "image": {
+                "options": {"size": [8, 8]},
+                "encoder": {"type": "image_cnn", "width": 8, "stages": 2},
+            },
+            "text": {
+                "encoder": {
+                    "type": "text_bytes",
+                    "width": 16,
+                    "layers": 1,
+                    "heads": 2,
+                    "max_bytes": 24,
+                }
+            },
         },
         "space": {"dim": 16},
         "objective": {"pairs": "all"},
-        "data": {"class_names": CLASS_NAMES,
-                 "train": [{"type": "arrays", "path": str(npz),
-                            "keys": {"image": "images", "text": "captions"}}],
-                 "eval": [{"type": "arrays", "path": str(npz),
-                           "keys": {"image": "images", "text": "captions"}}]},
+        "data": {
+            "class_names": CLASS_NAMES,
+            "train": [
+                {
+                    "type": "arrays",
+                    "path": str(npz),
+                    "keys": {"image": "images", "text": "captions"},
+                }
+            ],
+            "eval": [
+                {
+                    "type": "arrays",
+                    "path": str(npz),
+                    "keys": {"image": "images", "text": "captions"},
+                }
+            ],
+        },
         "optim": {"lr": 0.003, "steps": 12, "batch_size": 32, "warmup_steps": 2},
         "train": {"checkpoint_every": 4, "log_every": 2},
         "eval": {"templates": {"image": ["a picture of {}"]}},

@@ -5,8 +5,7 @@ from typing import Any
 from anybind.errors import AnybindError, ConfigError, DataError, TrainingError
 
 __version__ = "0.1.0"
-__all__ = ["AnybindError", "ConfigError", "DataError", "Run", "TrainingError", "load_run",
-           "train"]
+__all__ = ["AnybindError", "ConfigError", "DataError", "Run", "TrainingError", "load_run", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,12 +1,12 @@
 """The Python API, mirroring the CLI.
 
-    import anybind
-    run = anybind.load_run("runs/demo")
-    img = run.embed("image", [digit_array])           # (1, D), unit-norm
-    txt = run.embed("text", ["the spoken word seven"])
-    run.similarity(img, txt)                           # scaled cosine logits
-    run.evaluate(["digits:test"])                      # same report as `anybind eval`
-    anybind.train("my.yaml", "runs/mine", overrides=["optim.lr=1e-3"])
+import anybind
+run = anybind.load_run("runs/demo")
+img = run.embed("image", [digit_array])           # (1, D), unit-norm
+txt = run.embed("text", ["the spoken word seven"])
+run.similarity(img, txt)                           # scaled cosine logits
+run.evaluate(["digits:test"])                      # same report as `anybind eval`
+anybind.train("my.yaml", "runs/mine", overrides=["optim.lr=1e-3"])
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ class Run:
     def embed(self, modality: str, inputs: Sequence[Any], batch_size: int = 256) -> torch.Tensor:
         """Raw inputs (paths, arrays, strings) of one modality → (N, D) unit-norm embeddings."""
         if modality not in self.space.towers:
-            raise DataError(f"this space has no modality '{modality}' "
-                            f"(it has {', '.join(self.space.towers)})")
+            raise DataError(
+                f"this space has no modality '{modality}' (it has {', '.join(self.space.towers)})"
+            )
         tower = self.space.towers[modality]
         loaded = [tower.modality.load(x, source=f"input {i}") for i, x in enumerate(inputs)]
         device = next(self.space.parameters()).device
@@ -57,8 +58,12 @@ class Run:
         """Scaled cosine similarity (the logits the space was trained with): (Na, Nb)."""
         return self.space.similarity(a, b).detach()
 
-    def evaluate(self, data: Sequence[str | Source] | MultiModalDataset | None = None, *,
-                 progress: bool = False) -> dict[str, Any]:
+    def evaluate(
+        self,
+        data: Sequence[str | Source] | MultiModalDataset | None = None,
+        *,
+        progress: bool = False,
+    ) -> dict[str, Any]:
         """The `anybind eval` report. `data`: source specs as for `--data`, typed sources, a
         dataset, or None for the config's data.eval."""
         from anybind.cli.sources import parse_sources
@@ -69,8 +74,9 @@ class Run:
         sources: list[Source] = []
         for item in data or []:
             if isinstance(item, str):
-                sources += parse_sources([item], modality=None, pattern=r"^(?P<label>[^_]+)_",
-                                         keys=[], preprocess="none")
+                sources += parse_sources(
+                    [item], modality=None, pattern=r"^(?P<label>[^_]+)_", keys=[], preprocess="none"
+                )
             else:
                 sources.append(item)
         return evaluate_sources(self.space, sources or self.config.data.eval, progress=progress)
@@ -80,8 +86,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     return Run(run_dir, device)
 
 
-def train(config: str | Path | Config, out: str | Path, *, overrides: list[str] | None = None,
-          resume: bool = False, progress: bool = False) -> TrainSummary:
+def train(
+    config: str | Path | Config,
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainSummary:
     """`anybind train` as a function; returns the run summary."""
     if not isinstance(config, Config):
         config = load_config(config, overrides)

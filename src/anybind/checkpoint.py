@@ -62,14 +62,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise AnybindError(f"cannot read weights {path}: {exc}") from exc
 
 
-def save_checkpoint(root: Path, step: int, model_state: dict[str, torch.Tensor],
-                    optim_state: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    optim_state: dict[str, Any],
+    meta: dict[str, Any],
+    keep: int = 2,
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
-                  str(tmp / WEIGHTS))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / WEIGHTS)
+        )
         torch.save(optim_state, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=2))
         final = root / name

@@ -25,13 +25,18 @@ class ThroughputColumn(ProgressColumn):
         return Text(f"{speed:,.0f} {self.unit}/s" if speed else "", style="progress.data.speed")
 
 
-def progress_bar(unit: str = "samples", *, disable: bool = False, transient: bool = True,
-                 fields: str = "") -> Progress:
+def progress_bar(
+    unit: str = "samples", *, disable: bool = False, transient: bool = True, fields: str = ""
+) -> Progress:
     """A bar: description, bar, done/total, throughput, elapsed, remaining, and extra `fields`
     (a format string over task fields, e.g. "loss {task.fields[loss]:.3f}")."""
     columns: list[ProgressColumn | str] = [
-        TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-        ThroughputColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        ThroughputColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     ]
     if fields:
         columns.append(TextColumn(fields))

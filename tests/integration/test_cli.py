@@ -30,8 +30,9 @@ def test_bad_config_is_one_clear_line_and_exit_code_2(tmp_path, tiny_npz):
 def test_validate_reports_the_pairs(tmp_path, tiny_npz):
     cfg = tmp_path / "ok.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(tiny_npz)))
-    result = runner.invoke(app, ["validate", str(cfg), "objective.pairs=anchor",
-                                 "objective.anchor=text"])
+    result = runner.invoke(
+        app, ["validate", str(cfg), "objective.pairs=anchor", "objective.anchor=text"]
+    )
     assert result.exit_code == 0 and "('image', 'text')" in result.output
 
 
@@ -42,9 +43,11 @@ def test_corrupt_data_names_file_and_row_or_is_skipped(tmp_path, tiny_npz):
     np.save(img, np.zeros((8, 8), dtype=np.float32))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
     manifest = tmp_path / "m.jsonl"
-    rows = [{"image": "good.npy", "text": "zero", "label": 0},
-            {"image": "bad.png", "text": "one", "label": 1},
-            {"image": "good.npy", "text": "zero", "label": 0}]
+    rows = [
+        {"image": "good.npy", "text": "zero", "label": 0},
+        {"image": "bad.png", "text": "one", "label": 1},
+        {"image": "good.npy", "text": "zero", "label": 0},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = tiny_config(tiny_npz)
     data["data"]["train"] = [{"type": "manifest", "path": str(manifest)}]
@@ -54,8 +57,9 @@ def test_corrupt_data_names_file_and_row_or_is_skipped(tmp_path, tiny_npz):
     result = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r1"), "--quiet"])
     assert result.exit_code == 2
     assert "bad.png" in result.output and "row 2" in result.output
-    result = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r2"), "--quiet",
-                                 "--skip-bad"])
+    result = runner.invoke(
+        app, ["train", str(cfg), "--out", str(tmp_path / "r2"), "--quiet", "--skip-bad"]
+    )
     assert result.exit_code == 0, result.output
     assert "skipped samples: 1" in result.output.replace("\n", " ")
 
@@ -64,9 +68,22 @@ def test_eval_writes_a_json_report(tmp_path, tiny_npz):
     run = tmp_path / "run"
     train(config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 2})), run, progress=False)
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", str(run), "--data", str(tiny_npz), "--keys",
-                                 "image=images", "--keys", "text=captions", "--json", str(out),
-                                 "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(run),
+            "--data",
+            str(tiny_npz),
+            "--keys",
+            "image=images",
+            "--keys",
+            "text=captions",
+            "--json",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["samples"] == 96

@@ -10,9 +10,14 @@ from rich.console import Console
 from anybind.data.digits.images import mnist_to_uci, uci_digits
 from anybind.recipes.demo import find_shared_data, run_demo
 
-SMALL = ["data.train.0.train_voices=6", "data.train.0.test_voices=2",
-         "data.eval.0.train_voices=6", "data.eval.0.test_voices=2", "optim.epochs=2",
-         "optim.warmup_steps=2"]
+SMALL = [
+    "data.train.0.train_voices=6",
+    "data.train.0.test_voices=2",
+    "data.eval.0.train_voices=6",
+    "data.eval.0.test_voices=2",
+    "optim.epochs=2",
+    "optim.warmup_steps=2",
+]
 
 
 def test_demo_runs_and_writes_metrics(tmp_path):
@@ -32,9 +37,11 @@ def test_demo_runs_and_writes_metrics(tmp_path):
         real = saved["reports"]["real"]
         assert real["modalities"] == {"image": 5000, "audio": 2000}
         assert real["zero_shot"]["audio"]["n"] == 2000
-    assert set(saved["bars"]) == {"image zero-shot top-1 (held-out digits)",
-                                  "audio zero-shot top-1 (held-out voices)",
-                                  "emergent image→audio P@1 (same digit)"}
+    assert set(saved["bars"]) == {
+        "image zero-shot top-1 (held-out digits)",
+        "audio zero-shot top-1 (held-out voices)",
+        "emergent image→audio P@1 (same digit)",
+    }
 
 
 def test_uci_split_is_stratified_and_disjoint():

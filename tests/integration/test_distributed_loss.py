@@ -197,6 +197,7 @@ def test_row_loss_blocks_with_offsets_add_up_to_one_direction() -> None:
 
 def test_tiled_row_loss_matches_the_dense_row_loss() -> None:
     from anybind.objectives.tiled import tiled_row_info_nce as tiled
+
     gen = torch.Generator().manual_seed(11)
     q = F.normalize(torch.randn(5, 4, generator=gen), dim=1)
     k = F.normalize(torch.randn(12, 4, generator=gen), dim=1)

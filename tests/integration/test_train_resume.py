@@ -21,8 +21,13 @@ from anybind.recipes.train import train
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anybind.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anybind.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -33,8 +38,14 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz):
     assert straight.returncode == 0, straight.stderr
 
     kill_at = random.randint(1, 19)
-    killed = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet",
-                     env={"ANYBIND_FAULT_KILL_AT_STEP": str(kill_at)})
+    killed = run_cli(
+        "train",
+        str(cfg),
+        "--out",
+        str(tmp_path / "b"),
+        "--quiet",
+        env={"ANYBIND_FAULT_KILL_AT_STEP": str(kill_at)},
+    )
     assert killed.returncode == -9, f"kill at {kill_at}: {killed.stderr}"
     assert not (tmp_path / "b" / "summary.json").exists()
 
@@ -52,13 +63,14 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz):
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert worst == 0.0, f"killed at step {kill_at}: max abs difference {worst}"
-    steps = [json.loads(line)["step"] for line in
-             (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 20  # no duplicated log lines
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz,
-                                                                   monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz, monkeypatch):
     from anybind.objectives import infonce
 
     real = infonce.info_nce
@@ -103,7 +115,8 @@ def test_resume_with_a_different_config_is_refused(tmp_path, tiny_npz):
 
 
 def test_bf16_autocast_trains_with_finite_loss(tmp_path, tiny_npz):
-    config = config_from_dict(tiny_config(tiny_npz, **{"optim.steps": 4,
-                                                       "optim.precision": "bf16"}))
+    config = config_from_dict(
+        tiny_config(tiny_npz, **{"optim.steps": 4, "optim.precision": "bf16"})
+    )
     summary = train(config, tmp_path / "run", progress=False)
     assert torch.isfinite(torch.tensor(summary.final_loss))

@@ -21,12 +21,14 @@ def test_micro_batches_give_the_full_batch_gradient(tiny_npz, k):
     data = tiny_config(tiny_npz, **{"objective.positives": "label"})
     data["modalities"] = {
         "text": {"encoder": {"type": "text_bytes", "width": 16, "layers": 1, "heads": 2}},
-        "title": {"kind": "text", "encoder": {"type": "text_bytes", "width": 16, "layers": 1,
-                                                  "heads": 2}},
+        "title": {
+            "kind": "text",
+            "encoder": {"type": "text_bytes", "width": 16, "layers": 1, "heads": 2},
+        },
     }
     data["data"]["train"] = data["data"]["eval"] = [
-        {"type": "arrays", "path": str(tiny_npz), "keys": {"text": "captions",
-                                                          "title": "captions"}}]
+        {"type": "arrays", "path": str(tiny_npz), "keys": {"text": "captions", "title": "captions"}}
+    ]
     data["eval"] = {}
     config = config_from_dict(data)
     torch.manual_seed(0)
@@ -37,10 +39,12 @@ def test_micro_batches_give_the_full_batch_gradient(tiny_npz, k):
 
     def grads(micro: int) -> tuple[float, list[torch.Tensor]]:
         space.zero_grad(set_to_none=True)
-        cfg = config.model_copy(update={"optim": config.optim.model_copy(
-            update={"micro_batches": micro})})
-        loss, terms = forward_backward(space, objective, batch, cfg, torch.device("cpu"), 0,
-                                       Path("."))
+        cfg = config.model_copy(
+            update={"optim": config.optim.model_copy(update={"micro_batches": micro})}
+        )
+        loss, terms = forward_backward(
+            space, objective, batch, cfg, torch.device("cpu"), 0, Path(".")
+        )
         assert set(terms) == {"text~title_loss"}
         return loss.item(), [p.grad.clone() for p in space.parameters() if p.grad is not None]
 

@@ -13,8 +13,11 @@ from anybind.cli.common import friendly_errors
 def demo_command(
     overrides: list[str] = typer.Argument(None, help="Dotted overrides of the digits config."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder (replaced)."),
-    shared_data: Path = typer.Option(None, "--shared-data", help="Folder with mnist/ and fsdd/ "
-                                     "(default: $ANYBIND_SHARED_DATA or ../shared/data)."),
+    shared_data: Path = typer.Option(
+        None,
+        "--shared-data",
+        help="Folder with mnist/ and fsdd/ (default: $ANYBIND_SHARED_DATA or ../shared/data).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train and measure the built-in digits benchmark (images, speech, text), offline."""

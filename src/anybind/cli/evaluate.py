@@ -12,15 +12,22 @@ from anybind.cli.common import friendly_errors, write_json
 @friendly_errors
 def eval_command(
     run_dir: Path = typer.Argument(..., help="A run folder made by `anybind train`."),
-    data: list[str] = typer.Option(None, "--data", help=(
-        "Evaluation data (repeatable): a manifest (.jsonl/.csv/.parquet), an .npz, a folder, a "
-        "YAML list of sources, or digits:test. Default: the config's data.eval.")),
+    data: list[str] = typer.Option(
+        None,
+        "--data",
+        help=(
+            "Evaluation data (repeatable): a manifest (.jsonl/.csv/.parquet), an .npz, a folder, a "
+            "YAML list of sources, or digits:test. Default: the config's data.eval."
+        ),
+    ),
     modality: str = typer.Option(None, "--modality", help="Modality of a folder's files."),
-    pattern: str = typer.Option(r"^(?P<label>[^_]+)_", "--pattern",
-                                help="Regex with a (?P<label>…) group, for a folder."),
+    pattern: str = typer.Option(
+        r"^(?P<label>[^_]+)_", "--pattern", help="Regex with a (?P<label>…) group, for a folder."
+    ),
     keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array, repeatable."),
-    preprocess: str = typer.Option("none", "--preprocess", help="For .npz images: none or "
-                                   "mnist_to_uci."),
+    preprocess: str = typer.Option(
+        "none", "--preprocess", help="For .npz images: none or mnist_to_uci."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the full report here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -32,8 +39,12 @@ def eval_command(
     from anybind.space import load_space
 
     space = load_space(run_dir)
-    sources = parse_sources(data or [], modality=modality, pattern=pattern, keys=keys or [],
-                            preprocess=preprocess) or space.config.data.eval
+    sources = (
+        parse_sources(
+            data or [], modality=modality, pattern=pattern, keys=keys or [], preprocess=preprocess
+        )
+        or space.config.data.eval
+    )
     if not sources:
         from anybind.errors import AnybindError
 

@@ -6,8 +6,12 @@ import typer
 
 from anybind.cli import demo, evaluate, repro, train
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Bind any set of modalities into one embedding space; measure and use it.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Bind any set of modalities into one embedding space; measure and use it.",
+)
 app.command("train")(train.train_command)
 app.command("validate")(train.validate_command)
 app.command("eval")(evaluate.eval_command)

@@ -11,8 +11,9 @@ from anybind.config.schema import ArraysSource, DigitsSource, FolderSource, Mani
 from anybind.errors import ConfigError
 
 
-def parse_sources(specs: list[str], *, modality: str | None, pattern: str, keys: list[str],
-                  preprocess: str) -> list[Source]:
+def parse_sources(
+    specs: list[str], *, modality: str | None, pattern: str, keys: list[str], preprocess: str
+) -> list[Source]:
     sources: list[Source] = []
     for spec in specs:
         path = Path(spec)
@@ -34,13 +35,14 @@ def parse_sources(specs: list[str], *, modality: str | None, pattern: str, keys:
             mapping = dict(k.split("=", 1) for k in keys if "=" in k)
             if not mapping:
                 raise ConfigError("an .npz needs --keys modality=array", key="--keys")
-            sources.append(ArraysSource(path=spec, keys=mapping,
-                                        preprocess=preprocess))  # type: ignore[arg-type]
+            sources.append(ArraysSource(path=spec, keys=mapping, preprocess=preprocess))  # type: ignore[arg-type]
         elif path.is_dir():
             if not modality:
                 raise ConfigError("a folder needs --modality", key="--modality")
             sources.append(FolderSource(path=spec, modality=modality, pattern=pattern))
         else:
-            raise ConfigError(f"cannot tell what kind of data '{spec}' is (not found, or an "
-                              "unknown suffix)", key="--data")
+            raise ConfigError(
+                f"cannot tell what kind of data '{spec}' is (not found, or an unknown suffix)",
+                key="--data",
+            )
     return sources

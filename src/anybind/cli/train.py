@@ -15,19 +15,29 @@ def train_command(
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. optim.lr=1e-3."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples and count "
-                                  "them instead of stopping."),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip unreadable samples and count them instead of stopping."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Align the configured modalities into one space."""
     from anybind.recipes.train import train
 
-    summary = train(config, out, overrides=overrides or [], resume=resume,
-                    skip_bad=skip_bad or None, progress=not quiet)
-    console.print(f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
-                  f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
-                  f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
-                  f"run folder: {out}", soft_wrap=True)
+    summary = train(
+        config,
+        out,
+        overrides=overrides or [],
+        resume=resume,
+        skip_bad=skip_bad or None,
+        progress=not quiet,
+    )
+    console.print(
+        f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
+        f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
+        f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
+        f"run folder: {out}",
+        soft_wrap=True,
+    )
 
 
 @friendly_errors

@@ -25,8 +25,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     return config_from_dict(raw, overrides, file=str(path))
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, *,
-                     file: str | None = None) -> Config:
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, *, file: str | None = None
+) -> Config:
     raw = apply_overrides(raw, overrides or [], file=file)
     try:
         return Config.model_validate(raw)
@@ -38,8 +39,9 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | None = None, *,
         raise ConfigError(str(exc), file=file) from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | None = None
-                    ) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], *, file: str | None = None
+) -> dict[str, Any]:
     """`a.b.c=value` sets raw["a"]["b"]["c"] = yaml(value); lists are indexed by number."""
     import copy
 
@@ -53,14 +55,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], *, file: str | No
         for depth, part in enumerate(parts[:-1]):
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError("no such list index", key=".".join(parts[: depth + 1]),
-                                      file=file)
+                    raise ConfigError(
+                        "no such list index", key=".".join(parts[: depth + 1]), file=file
+                    )
                 node = node[int(part)]
             else:
                 node = node.setdefault(part, {})
             if not isinstance(node, dict | list):
-                raise ConfigError("cannot set a key inside a plain value",
-                                  key=".".join(parts[: depth + 1]), file=file)
+                raise ConfigError(
+                    "cannot set a key inside a plain value",
+                    key=".".join(parts[: depth + 1]),
+                    file=file,
+                )
         last = parts[-1]
         parsed = _parse_value(value)
         if isinstance(node, list):

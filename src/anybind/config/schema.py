@@ -85,14 +85,18 @@ class ObjectiveConfig(Strict):
     @model_validator(mode="after")
     def _type_options(self) -> ObjectiveConfig:
         if self.tiled and self.type not in ("infonce", "siglip"):
-            raise ValueError(f"objective.tiled: only infonce and siglip have a tiled form, not "
-                             f"{self.type}")
+            raise ValueError(
+                f"objective.tiled: only infonce and siglip have a tiled form, not {self.type}"
+            )
         if self.scale == "per_pair" and self.type not in ("infonce", "cwcl"):
-            raise ValueError(f"objective.scale: per_pair scales are for infonce and cwcl, not "
-                             f"{self.type}")
+            raise ValueError(
+                f"objective.scale: per_pair scales are for infonce and cwcl, not {self.type}"
+            )
         if self.type == "cwcl" and self.anchor is None:
-            raise ValueError("objective.anchor: cwcl weights targets by similarity within a "
-                             "frozen anchor modality; name it")
+            raise ValueError(
+                "objective.anchor: cwcl weights targets by similarity within a "
+                "frozen anchor modality; name it"
+            )
         return self
 
 
@@ -138,8 +142,9 @@ class ArraysSource(Strict):
     preprocess: Literal["none", "mnist_to_uci"] = "none"
 
 
-Source = Annotated[DigitsSource | ManifestSource | FolderSource | ArraysSource,
-                   Field(discriminator="type")]
+Source = Annotated[
+    DigitsSource | ManifestSource | FolderSource | ArraysSource, Field(discriminator="type")
+]
 
 
 class DataConfig(Strict):
@@ -211,8 +216,10 @@ class Config(Strict):
         for name, mod in self.modalities.items():
             kind = mod.kind or name
             if kind not in MODALITIES:
-                raise ValueError(f"modalities.{name}: unknown modality kind '{kind}' "
-                                 f"(known: {', '.join(MODALITIES)})")
+                raise ValueError(
+                    f"modalities.{name}: unknown modality kind '{kind}' "
+                    f"(known: {', '.join(MODALITIES)})"
+                )
             try:
                 mod_opts = mod.modality_options(name)
             except ValidationError as exc:
@@ -228,8 +235,10 @@ class Config(Strict):
             mod.encoder = enc_opts.model_dump(mode="json")
             enc_cls = ENCODERS.get(enc_opts.type)
             if kind not in enc_cls.modalities:
-                raise ValueError(f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
-                                 f"{', '.join(enc_cls.modalities)}, not {kind}")
+                raise ValueError(
+                    f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
+                    f"{', '.join(enc_cls.modalities)}, not {kind}"
+                )
             reason = enc_cls.check(enc_opts, mod_opts)
             if reason:
                 raise ValueError(f"modalities.{name}: {reason}")
@@ -242,8 +251,10 @@ class Config(Strict):
             tuple_ = obj.symile_modalities or list(names)
             unknown = [m for m in tuple_ if m not in names]
             if unknown or len(tuple_) < 2:
-                raise ValueError(f"objective.symile_modalities: needs two or more configured "
-                                 f"modalities, got {tuple_}")
+                raise ValueError(
+                    f"objective.symile_modalities: needs two or more configured "
+                    f"modalities, got {tuple_}"
+                )
         for pair in self.pairs():
             for m in pair:
                 if m not in names:
@@ -254,8 +265,10 @@ class Config(Strict):
             used = _source_modalities(source)
             unknown = [m for m in used if m not in names]
             if unknown:
-                raise ValueError(f"data: source '{source.type}' provides {unknown}, which are "
-                                 "not configured modalities")
+                raise ValueError(
+                    f"data: source '{source.type}' provides {unknown}, which are "
+                    "not configured modalities"
+                )
         return self
 
     def pairs(self) -> list[tuple[str, str]]:

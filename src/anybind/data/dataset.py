@@ -27,8 +27,12 @@ class LoadReport:
 
 
 class MultiModalDataset(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Sample], modalities: dict[str, Modality],
-                 class_names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        samples: list[Sample],
+        modalities: dict[str, Modality],
+        class_names: Sequence[str] | None = None,
+    ):
         self.samples = samples
         self.modalities = modalities
         self.class_names = list(class_names) if class_names else None
@@ -54,10 +58,17 @@ class MultiModalDataset(torch.utils.data.Dataset):
         return MultiModalDataset(samples, self.modalities, self.class_names)
 
     @classmethod
-    def from_records(cls, records: Iterable[RawRecord], modalities: dict[str, Modality], *,
-                     class_names: Sequence[str] | None = None, skip_bad: bool = False,
-                     description: str = "loading", progress: bool = True, total: int | None = None
-                     ) -> tuple[MultiModalDataset, LoadReport]:
+    def from_records(
+        cls,
+        records: Iterable[RawRecord],
+        modalities: dict[str, Modality],
+        *,
+        class_names: Sequence[str] | None = None,
+        skip_bad: bool = False,
+        description: str = "loading",
+        progress: bool = True,
+        total: int | None = None,
+    ) -> tuple[MultiModalDataset, LoadReport]:
         report = LoadReport()
         samples = []
         with progress_bar("samples", disable=not progress) as bar:
@@ -74,13 +85,16 @@ class MultiModalDataset(torch.utils.data.Dataset):
                     if len(report.reasons) < 20:
                         report.reasons.append(str(exc))
         if not samples:
-            raise DataError(f"no usable samples ({report.skipped} skipped)"
-                            + (f"; first: {report.reasons[0]}" if report.reasons else ""))
+            raise DataError(
+                f"no usable samples ({report.skipped} skipped)"
+                + (f"; first: {report.reasons[0]}" if report.reasons else "")
+            )
         return cls(samples, modalities, class_names), report
 
 
-def load_record(record: RawRecord, modalities: dict[str, Modality],
-                class_names: Sequence[str] | None) -> Sample:
+def load_record(
+    record: RawRecord, modalities: dict[str, Modality], class_names: Sequence[str] | None
+) -> Sample:
     values = {}
     for name, raw in record.values.items():
         if raw is None:
@@ -116,9 +130,15 @@ def resolve_label(raw: Any, class_names: Sequence[str] | None, record: RawRecord
         if isinstance(raw, float) and raw != value:
             raise ValueError
     except (TypeError, ValueError):
-        raise DataError(f"label {raw!r} is neither a class index nor one of the class names",
-                        path=record.path, row=record.row) from None
+        raise DataError(
+            f"label {raw!r} is neither a class index nor one of the class names",
+            path=record.path,
+            row=record.row,
+        ) from None
     if value < 0 or (class_names and value >= len(class_names)):
-        raise DataError(f"label {value} is outside the {len(class_names or [])} classes",
-                        path=record.path, row=record.row)
+        raise DataError(
+            f"label {value} is outside the {len(class_names or [])} classes",
+            path=record.path,
+            row=record.row,
+        )
     return value

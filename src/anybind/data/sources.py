@@ -19,9 +19,13 @@ from anybind.errors import DataError
 from anybind.modalities import Modality
 
 
-def manifest_records(path: str | Path, modalities: dict[str, Modality],
-                     columns: dict[str, str] | None = None, label_column: str | None = "label",
-                     root: str | Path | None = None) -> list[RawRecord]:
+def manifest_records(
+    path: str | Path,
+    modalities: dict[str, Modality],
+    columns: dict[str, str] | None = None,
+    label_column: str | None = "label",
+    root: str | Path | None = None,
+) -> list[RawRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataError("manifest not found", path=str(path))
@@ -31,8 +35,11 @@ def manifest_records(path: str | Path, modalities: dict[str, Modality],
     if rows:
         present = set().union(*(r.keys() for r in rows[:100]))
         if not present & set(columns.values()):
-            raise DataError(f"none of the modality columns {sorted(columns.values())} is in the "
-                            f"manifest (columns: {sorted(present)})", path=str(path))
+            raise DataError(
+                f"none of the modality columns {sorted(columns.values())} is in the "
+                f"manifest (columns: {sorted(present)})",
+                path=str(path),
+            )
     records = []
     for i, row in enumerate(rows, start=1):
         values: dict[str, Any] = {}
@@ -46,8 +53,9 @@ def manifest_records(path: str | Path, modalities: dict[str, Modality],
                 value = str(base / value) if not Path(value).is_absolute() else value
             values[modality] = value
         label = row.get(label_column) if label_column else None
-        records.append(RawRecord(values=values, label=label, id=str(row.get("id", i)),
-                                 path=str(path), row=i))
+        records.append(
+            RawRecord(values=values, label=label, id=str(row.get("id", i)), path=str(path), row=i)
+        )
     return records
 
 
@@ -83,8 +91,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     raise DataError("a manifest must be .jsonl, .csv or .parquet", path=str(path))
 
 
-def folder_records(path: str | Path, modality: str, pattern: str, glob: str = "*",
-                   suffixes: tuple[str, ...] = ()) -> list[RawRecord]:
+def folder_records(
+    path: str | Path, modality: str, pattern: str, glob: str = "*", suffixes: tuple[str, ...] = ()
+) -> list[RawRecord]:
     """Every file under `path` matching `glob` (and the modality's suffixes); the label is the
     regex group `label` of `pattern` searched in the file name."""
     root = Path(path)
@@ -93,21 +102,28 @@ def folder_records(path: str | Path, modality: str, pattern: str, glob: str = "*
     regex = re.compile(pattern)
     if "label" not in regex.groupindex:
         raise DataError(f"the pattern {pattern!r} needs a named group (?P<label>...)")
-    files = sorted(p for p in root.rglob(glob) if p.is_file()
-                   and (not suffixes or p.suffix.lower() in suffixes))
+    files = sorted(
+        p
+        for p in root.rglob(glob)
+        if p.is_file() and (not suffixes or p.suffix.lower() in suffixes)
+    )
     if not files:
         raise DataError(f"no files matching {glob!r} in the folder", path=str(root))
     records = []
     for f in files:
         match = regex.search(f.name)
         label = match.group("label") if match else None
-        records.append(RawRecord(values={modality: str(f)}, label=label,
-                                 id=str(f.relative_to(root)), path=str(f)))
+        records.append(
+            RawRecord(
+                values={modality: str(f)}, label=label, id=str(f.relative_to(root)), path=str(f)
+            )
+        )
     return records
 
 
-def array_records(path: str | Path, keys: dict[str, str], label_key: str | None = "labels"
-                  ) -> list[RawRecord]:
+def array_records(
+    path: str | Path, keys: dict[str, str], label_key: str | None = "labels"
+) -> list[RawRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataError("array file not found", path=str(path))
@@ -115,22 +131,25 @@ def array_records(path: str | Path, keys: dict[str, str], label_key: str | None 
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys.values() if k not in npz.files]
             if missing:
-                raise DataError(f"arrays {missing} not in the file (it holds {npz.files})",
-                                path=str(path))
+                raise DataError(
+                    f"arrays {missing} not in the file (it holds {npz.files})", path=str(path)
+                )
             arrays = {m: npz[k] for m, k in keys.items()}
             labels = npz[label_key] if label_key and label_key in npz.files else None
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read arrays: {exc}", path=str(path)) from exc
-    sizes = {m: len(a) for m, a in arrays.items()} | ({"labels": len(labels)}
-                                                     if labels is not None else {})
+    sizes = {m: len(a) for m, a in arrays.items()} | (
+        {"labels": len(labels)} if labels is not None else {}
+    )
     if len(set(sizes.values())) != 1:
         raise DataError(f"arrays disagree on the number of samples: {sizes}", path=str(path))
     n = next(iter(sizes.values()))
     return list(_array_rows(arrays, labels, n, str(path)))
 
 
-def _array_rows(arrays: dict[str, np.ndarray], labels: np.ndarray | None, n: int, path: str
-                ) -> Iterator[RawRecord]:
+def _array_rows(
+    arrays: dict[str, np.ndarray], labels: np.ndarray | None, n: int, path: str
+) -> Iterator[RawRecord]:
     for i in range(n):
         values = {m: (str(a[i]) if a.dtype.kind in "US" else a[i]) for m, a in arrays.items()}
         label = int(labels[i]) if labels is not None else None

@@ -29,8 +29,9 @@ ENCODERS.register("hf_vision")(HFVision)
 ENCODERS.register("hf_audio")(HFAudio)
 
 
-def encoder_options(raw: dict[str, Any] | EncoderOptions, *,
-                    key: str = "encoder") -> EncoderOptions:
+def encoder_options(
+    raw: dict[str, Any] | EncoderOptions, *, key: str = "encoder"
+) -> EncoderOptions:
     """Validate a raw encoder config against the Options model of its `type`."""
     if isinstance(raw, EncoderOptions):
         return raw
@@ -43,8 +44,7 @@ def encoder_options(raw: dict[str, Any] | EncoderOptions, *,
 def build_encoder(options: EncoderOptions, modality: Modality) -> Encoder:
     cls = ENCODERS.get(options.type)
     if modality.name not in cls.modalities:
-        raise ConfigError(f"encoder '{options.type}' takes {cls.modalities}, not "
-                          f"'{modality.name}'")
+        raise ConfigError(f"encoder '{options.type}' takes {cls.modalities}, not '{modality.name}'")
     return cls(options, modality)
 
 

@@ -86,8 +86,11 @@ def resolve_model_path(path: str) -> str:
     try:
         package = importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"'{path}' needs the Python package '{module}' (pip install "
-                          f"{module.replace('_', '-')})", key="encoder.path") from None
+        raise ConfigError(
+            f"'{path}' needs the Python package '{module}' (pip install "
+            f"{module.replace('_', '-')})",
+            key="encoder.path",
+        ) from None
     folder = Path(package.__file__ or "").parent / (sub or "model")
     if not (folder / "config.json").is_file():
         raise ConfigError(f"'{path}': no model (config.json) in {folder}", key="encoder.path")

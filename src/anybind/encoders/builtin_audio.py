@@ -36,8 +36,10 @@ class AudioCNN(Encoder):
 
     @classmethod
     def check(cls, options: AudioCNNOptions, modality_options: ModalityOptions) -> str | None:
-        if isinstance(modality_options, AudioOptions) and \
-                modality_options.representation != "log_mel":
+        if (
+            isinstance(modality_options, AudioOptions)
+            and modality_options.representation != "log_mel"
+        ):
             return "audio_cnn needs audio.representation = 'log_mel'"
         return None
 
@@ -45,8 +47,11 @@ class AudioCNN(Encoder):
         super().__init__(options, modality)
         # a stride-2 stem: activations at full resolution dominate CPU time (memory-bound
         # BatchNorm/GELU/pooling), and 40 mel bins × 16 ms frames are finer than a word needs
-        layers: list[nn.Module] = [nn.Conv2d(1, options.width, 3, stride=2, padding=1,
-                                             bias=False), nn.BatchNorm2d(options.width), nn.GELU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, options.width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(options.width),
+            nn.GELU(),
+        ]
         c = options.width
         for _ in range(options.stages - 1):
             layers.append(conv_block(c, 2 * c))

@@ -33,8 +33,14 @@ class ByteTransformer(Encoder):
         self.tokens = nn.Embedding(257, options.width, padding_idx=0)
         self.positions = nn.Parameter(torch.zeros(options.max_bytes, options.width))
         nn.init.normal_(self.positions, std=0.02)
-        layer = nn.TransformerEncoderLayer(options.width, options.heads, 4 * options.width,
-                                           dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            options.width,
+            options.heads,
+            4 * options.width,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
+        )
         self.body = nn.TransformerEncoder(layer, options.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(options.width)
         self.embed_dim = options.width

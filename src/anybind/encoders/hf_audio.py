@@ -60,8 +60,10 @@ class HFAudio(Encoder):
         if modality_options.representation != "waveform":
             return "hf_audio needs audio.representation = 'waveform' (it takes raw audio)"
         if modality_options.sample_rate != SAMPLE_RATE:
-            return (f"hf_audio needs audio.sample_rate = {SAMPLE_RATE} (the rate pretrained "
-                    f"speech/audio models expect), not {modality_options.sample_rate}")
+            return (
+                f"hf_audio needs audio.sample_rate = {SAMPLE_RATE} (the rate pretrained "
+                f"speech/audio models expect), not {modality_options.sample_rate}"
+            )
         return None
 
     def __init__(self, options: HFAudioOptions, modality: Modality):
@@ -69,14 +71,17 @@ class HFAudio(Encoder):
         try:
             config = AutoConfig.from_pretrained(options.location)
         except OSError as exc:
-            raise ConfigError(f"cannot load an audio model from '{options.location}': {exc}",
-                              key="encoder.path") from exc
+            raise ConfigError(
+                f"cannot load an audio model from '{options.location}': {exc}", key="encoder.path"
+            ) from exc
         self.model_type = str(config.model_type)
         self.is_ast = self.model_type == AST_TYPE
         if not self.is_ast and not hasattr(config, "conv_dim"):
-            raise ConfigError(f"hf_audio takes wav2vec2-style waveform models (wav2vec2, HuBERT, "
-                              f"WavLM, ...) and AST, not model_type '{self.model_type}'",
-                              key="encoder.path")
+            raise ConfigError(
+                f"hf_audio takes wav2vec2-style waveform models (wav2vec2, HuBERT, "
+                f"WavLM, ...) and AST, not model_type '{self.model_type}'",
+                key="encoder.path",
+            )
         pre = read_preprocessor_config(options.location)
         self.model = AutoModel.from_pretrained(options.location, dtype=torch.float32)
         self.do_normalize = bool(pre.get("do_normalize", True))
@@ -84,19 +89,25 @@ class HFAudio(Encoder):
         if self.is_ast:
             kwargs: dict[str, Any] = {k: pre[k] for k in _AST_EXTRACTOR_KEYS if k in pre}
             self.extractor = ASTFeatureExtractor(
-                sampling_rate=SAMPLE_RATE, num_mel_bins=int(config.num_mel_bins),
-                max_length=int(config.max_length), **kwargs)
+                sampling_rate=SAMPLE_RATE,
+                num_mel_bins=int(config.num_mel_bins),
+                max_length=int(config.max_length),
+                **kwargs,
+            )
         self.embed_dim = int(config.hidden_size)
 
     def input_values(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, samples) waveform → what the model takes: a normalised waveform or AST fbanks."""
         if batch.ndim != 2:
-            raise ValueError(f"hf_audio takes (B, samples) waveforms, got shape "
-                             f"{tuple(batch.shape)}; set audio.representation = 'waveform'")
+            raise ValueError(
+                f"hf_audio takes (B, samples) waveforms, got shape "
+                f"{tuple(batch.shape)}; set audio.representation = 'waveform'"
+            )
         if self.extractor is not None:
             waves = [w.numpy() for w in batch.detach().to("cpu", torch.float32)]
-            feats = self.extractor(waves, sampling_rate=SAMPLE_RATE,
-                                   return_tensors="pt")["input_values"]
+            feats = self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")[
+                "input_values"
+            ]
             return feats.to(self.device, torch.float32)  # (B, max_length, num_mel_bins)
         x = batch.to(self.device, torch.float32)
         if self.do_normalize:

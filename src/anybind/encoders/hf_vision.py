@@ -53,9 +53,12 @@ def read_preprocessor_config(path: str) -> dict[str, Any]:
         file = str(local) if local.is_file() else None
     else:
         try:
-            file = cached_file(path, "preprocessor_config.json",
-                               _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
+            file = cached_file(
+                path,
+                "preprocessor_config.json",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
         except OSError:
             file = None
     if file is None:
@@ -85,12 +88,14 @@ class HFVision(Encoder):
             self.model_type = str(config.model_type)
             self.model = self._load(config)
         except OSError as exc:
-            raise ConfigError(f"cannot load a vision model from '{options.location}': {exc}",
-                              key="encoder.path") from exc
+            raise ConfigError(
+                f"cannot load a vision model from '{options.location}': {exc}", key="encoder.path"
+            ) from exc
         vcfg = self.model.config
         size = getattr(vcfg, "image_size", 224)
         self.image_size: tuple[int, int] = (
-            (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1])))
+            (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        )
         self.num_channels = int(getattr(vcfg, "num_channels", 3))
         mean, std = self._norm_stats()
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -103,18 +108,26 @@ class HFVision(Encoder):
         if self.model_type in _CLIP_TYPES:
             # CLIPVisionConfig.from_pretrained takes config.vision_config out of a full CLIP config,
             # and the full model's "vision_model.*" weights match CLIPVisionModel's names.
-            model, info = CLIPVisionModel.from_pretrained(path, dtype=torch.float32,
-                                                          output_loading_info=True)
+            model, info = CLIPVisionModel.from_pretrained(
+                path, dtype=torch.float32, output_loading_info=True
+            )
         elif self.model_type == "vit":
-            model, info = ViTModel.from_pretrained(path, dtype=torch.float32,
-                                                   add_pooling_layer=pooling == "pooler",
-                                                   output_loading_info=True)
+            model, info = ViTModel.from_pretrained(
+                path,
+                dtype=torch.float32,
+                add_pooling_layer=pooling == "pooler",
+                output_loading_info=True,
+            )
         else:
-            model, info = AutoModel.from_pretrained(path, dtype=torch.float32,
-                                                    output_loading_info=True)
+            model, info = AutoModel.from_pretrained(
+                path, dtype=torch.float32, output_loading_info=True
+            )
         if pooling == "pooler" and any("pooler" in k for k in info.get("missing_keys", ())):
-            raise ConfigError(f"the checkpoint '{path}' has no trained pooler weights; use "
-                              "pooling 'cls' or 'mean'", key="encoder.pooling")
+            raise ConfigError(
+                f"the checkpoint '{path}' has no trained pooler weights; use "
+                "pooling 'cls' or 'mean'",
+                key="encoder.pooling",
+            )
         return model
 
     def _norm_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -130,8 +143,10 @@ class HFVision(Encoder):
         if isinstance(std, int | float):
             std = [std] * self.num_channels
         if len(mean) != self.num_channels or len(std) != self.num_channels:
-            raise ConfigError(f"image_mean/image_std of '{self.options.location}' do not have "
-                              f"{self.num_channels} channels")
+            raise ConfigError(
+                f"image_mean/image_std of '{self.options.location}' do not have "
+                f"{self.num_channels} channels"
+            )
         return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     def pixel_values(self, batch: torch.Tensor) -> torch.Tensor:
@@ -140,16 +155,18 @@ class HFVision(Encoder):
         if x.ndim == 3:  # (B, H, W) grey
             x = x[:, None]
         if tuple(x.shape[-2:]) != self.image_size:
-            x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
+            )
         if x.shape[1] != self.num_channels:
             if x.shape[1] == 1:
                 x = x.expand(-1, self.num_channels, -1, -1)
             elif self.num_channels == 1:
                 x = x.mean(dim=1, keepdim=True)
             else:
-                raise ValueError(f"cannot feed {x.shape[1]} channels to a model that takes "
-                                 f"{self.num_channels}")
+                raise ValueError(
+                    f"cannot feed {x.shape[1]} channels to a model that takes {self.num_channels}"
+                )
         return (x - self.pixel_mean) / self.pixel_std
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

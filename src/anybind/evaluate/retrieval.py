@@ -5,9 +5,15 @@ from __future__ import annotations
 import torch
 
 
-def recall_at_k(queries: torch.Tensor, keys: torch.Tensor, *, query_ids: torch.Tensor,
-                key_ids: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10), chunk: int = 4096
-                ) -> dict[str, float]:
+def recall_at_k(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    query_ids: torch.Tensor,
+    key_ids: torch.Tensor,
+    ks: tuple[int, ...] = (1, 5, 10),
+    chunk: int = 4096,
+) -> dict[str, float]:
     """queries (Nq, D), keys (Nk, D) unit-norm; a key matches a query when their ids are equal.
 
     Ids are sample indices for paired data, or labels when "same label" counts as a match.

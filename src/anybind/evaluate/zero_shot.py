@@ -10,8 +10,12 @@ import torch
 import torch.nn.functional as F
 
 
-def zero_shot(embeddings: torch.Tensor, labels: torch.Tensor, class_embeddings: torch.Tensor,
-              class_names: list[str] | None = None) -> dict[str, object]:
+def zero_shot(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    class_embeddings: torch.Tensor,
+    class_names: list[str] | None = None,
+) -> dict[str, object]:
     """embeddings (N, D) unit-norm, labels (N,) in [0, C), class_embeddings (C, D) unit-norm."""
     keep = labels >= 0
     embeddings, labels = embeddings[keep], labels[keep]
@@ -29,9 +33,13 @@ def zero_shot(embeddings: torch.Tensor, labels: torch.Tensor, class_embeddings: 
             per_class[name] = top1[sel].mean().item()
     confusion = torch.zeros(c, c, dtype=torch.long)
     confusion.index_put_((labels, topk[:, 0]), torch.ones_like(labels), accumulate=True)
-    return {"top1": top1.mean().item(), f"top{k}": topk_hit.mean().item(),
-            "per_class_recall": per_class, "n": int(labels.shape[0]),
-            "confusion": confusion.tolist()}
+    return {
+        "top1": top1.mean().item(),
+        f"top{k}": topk_hit.mean().item(),
+        "per_class_recall": per_class,
+        "n": int(labels.shape[0]),
+        "confusion": confusion.tolist(),
+    }
 
 
 def ensemble(prompt_embeddings: torch.Tensor) -> torch.Tensor:

@@ -69,14 +69,18 @@ class AudioModality(Modality):
         elif isinstance(raw, np.ndarray | torch.Tensor):
             wave = np.asarray(raw)
         else:
-            raise DataError(f"audio must be a file path, an array or a dict, got "
-                            f"{type(raw).__name__}", path=source)
+            raise DataError(
+                f"audio must be a file path, an array or a dict, got {type(raw).__name__}",
+                path=source,
+            )
         if wave.ndim == 2:
             # (samples, channels) as soundfile returns, or (channels, samples)
             wave = wave.mean(axis=1) if wave.shape[0] > wave.shape[1] else wave.mean(axis=0)
         if wave.ndim != 1:
-            raise DataError(f"a waveform must be 1-D (or 2-D with channels), got shape "
-                            f"{tuple(wave.shape)}", path=source)
+            raise DataError(
+                f"a waveform must be 1-D (or 2-D with channels), got shape {tuple(wave.shape)}",
+                path=source,
+            )
         wave = wave.astype(np.float32)
         check_finite(wave, source)
         if rate != self.options.sample_rate:
@@ -95,8 +99,14 @@ class AudioModality(Modality):
         o = self.options
         n = (o.frames - 1) * o.hop_length + o.n_fft
         wave = torch.from_numpy(_centre_fit(wave.numpy(), n))
-        spec = torch.stft(wave, n_fft=o.n_fft, hop_length=o.hop_length, window=self._window,
-                          center=False, return_complex=True)
+        spec = torch.stft(
+            wave,
+            n_fft=o.n_fft,
+            hop_length=o.hop_length,
+            window=self._window,
+            center=False,
+            return_complex=True,
+        )
         power = spec.abs().pow(2)  # (n_fft//2+1, frames)
         mel = self._mel_filters.T @ power  # (n_mels, frames)
         return torch.log(mel + 1e-6).to(torch.float32)
@@ -111,8 +121,11 @@ class AudioModality(Modality):
         b = batch.shape[0]
         if self.options.representation == "waveform":
             gain = 10 ** ((torch.rand(b, 1) * 12 - 6) / 20)
-            noise = torch.randn_like(batch) * batch.std(dim=1, keepdim=True) * 10 ** (
-                -(5 + 35 * torch.rand(b, 1)) / 20)
+            noise = (
+                torch.randn_like(batch)
+                * batch.std(dim=1, keepdim=True)
+                * 10 ** (-(5 + 35 * torch.rand(b, 1)) / 20)
+            )
             return batch * gain + noise
         m, t = batch.shape[1], batch.shape[2]
         power = batch.exp()
@@ -123,8 +136,13 @@ class AudioModality(Modality):
         xs = torch.linspace(-1, 1, t)[None, None, :] * stretch[:, None, None]
         grid = torch.stack(torch.broadcast_tensors(xs, ys), dim=-1)  # (B, M, T, 2)
         floor = float(np.log(1e-6))
-        power = F.grid_sample((batch - floor)[:, None], grid, align_corners=True,
-                              padding_mode="zeros")[:, 0].add(floor).exp()
+        power = (
+            F.grid_sample((batch - floor)[:, None], grid, align_corners=True, padding_mode="zeros")[
+                :, 0
+            ]
+            .add(floor)
+            .exp()
+        )
         power = power * 10 ** ((torch.rand(b, 1, 1) * 12 - 6) / 10)
         snr = 10 ** ((5 + 35 * torch.rand(b, 1, 1)) / 10)
         power = power + power.mean(dim=(1, 2), keepdim=True) / snr * torch.rand(b, m, 1)
@@ -152,9 +170,15 @@ class AudioModality(Modality):
     @cached_property
     def _mel_filters(self) -> torch.Tensor:
         o = self.options
-        bank = mel_filter_bank(num_frequency_bins=o.n_fft // 2 + 1, num_mel_filters=o.n_mels,
-                               min_frequency=o.f_min, max_frequency=o.f_max or o.sample_rate / 2,
-                               sampling_rate=o.sample_rate, norm="slaney", mel_scale="slaney")
+        bank = mel_filter_bank(
+            num_frequency_bins=o.n_fft // 2 + 1,
+            num_mel_filters=o.n_mels,
+            min_frequency=o.f_min,
+            max_frequency=o.f_max or o.sample_rate / 2,
+            sampling_rate=o.sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        )
         return torch.from_numpy(bank.astype(np.float32))  # (freq, n_mels)
 
     def _read_file(self, path: Path, source: str) -> tuple[np.ndarray, int]:

@@ -40,8 +40,9 @@ class ImageModality(Modality):
         elif isinstance(raw, np.ndarray | torch.Tensor):
             array = np.asarray(raw)
         else:
-            raise DataError(f"an image must be a file path or an array, got {type(raw).__name__}",
-                            path=source)
+            raise DataError(
+                f"an image must be a file path or an array, got {type(raw).__name__}", path=source
+            )
         return self._to_tensor(array, source)
 
     def augment(self, batch: torch.Tensor) -> torch.Tensor:
@@ -51,11 +52,13 @@ class ImageModality(Modality):
         scale = 0.9 + 0.2 * torch.rand(b)
         shift = (torch.rand(b, 2) * 2 - 1) * 0.2  # grid units span [-1, 1]: 0.2 = 10%
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                             torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        )  # (B, 2, 3)
         grid = F.affine_grid(theta.to(batch.dtype), list(batch.shape), align_corners=False)
-        return F.grid_sample(batch, grid.to(batch.device), padding_mode="zeros",
-                             align_corners=False)
+        return F.grid_sample(
+            batch, grid.to(batch.device), padding_mode="zeros", align_corners=False
+        )
 
     def placeholder(self) -> torch.Tensor:
         h, w = self.options.size
@@ -95,16 +98,22 @@ class ImageModality(Modality):
             if tensor.shape[-1] in (1, 3, 4) and tensor.shape[0] not in (1, 3, 4):
                 tensor = tensor.permute(2, 0, 1)
         else:
-            raise DataError(f"an image must have 2 or 3 dimensions, got shape {tuple(array.shape)}",
-                            path=source)
+            raise DataError(
+                f"an image must have 2 or 3 dimensions, got shape {tuple(array.shape)}", path=source
+            )
         if tensor.shape[0] == 4:  # drop alpha
             tensor = tensor[:3]
         if tensor.shape[0] not in (1, 3):
             raise DataError(f"cannot read channels from shape {tuple(array.shape)}", path=source)
         tensor = self._match_channels(tensor)
         if tuple(tensor.shape[1:]) != tuple(self.options.size):
-            tensor = F.interpolate(tensor[None], size=self.options.size, mode="bilinear",
-                                   antialias=True, align_corners=False)[0].clamp(0, 1)
+            tensor = F.interpolate(
+                tensor[None],
+                size=self.options.size,
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )[0].clamp(0, 1)
         return tensor.contiguous()
 
     def _match_channels(self, tensor: torch.Tensor) -> torch.Tensor:

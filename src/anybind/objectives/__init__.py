@@ -30,8 +30,11 @@ def build_objective(config: Config) -> nn.Module:
     obj = config.objective
     pairs = config.pairs()
     init_scale = 1.0 / config.space.init_temperature
-    scales = (PairScales(pairs, init_scale, config.space.max_logit_scale)
-              if obj.scale == "per_pair" else None)
+    scales = (
+        PairScales(pairs, init_scale, config.space.max_logit_scale)
+        if obj.scale == "per_pair"
+        else None
+    )
     if obj.type == "infonce":
         return InfoNCE(pairs, scales=scales, tiled=obj.tiled, tile=obj.tile)
     if obj.type == "cwcl":
@@ -43,14 +46,33 @@ def build_objective(config: Config) -> nn.Module:
     if obj.type == "siglip":
         from anybind.objectives.siglip import SigLIP
 
-        return SigLIP(pairs, init_scale=obj.siglip_init_scale, init_bias=obj.siglip_init_bias,
-                      max_scale=config.space.max_logit_scale, tiled=obj.tiled, tile=obj.tile)
+        return SigLIP(
+            pairs,
+            init_scale=obj.siglip_init_scale,
+            init_bias=obj.siglip_init_bias,
+            max_scale=config.space.max_logit_scale,
+            tiled=obj.tiled,
+            tile=obj.tile,
+        )
     from anybind.objectives.symile import Symile
 
-    return Symile(obj.symile_modalities or list(config.modalities),
-                  negatives=obj.symile_negatives, missing=obj.symile_missing,
-                  dim=config.space.dim)
+    return Symile(
+        obj.symile_modalities or list(config.modalities),
+        negatives=obj.symile_negatives,
+        missing=obj.symile_missing,
+        dim=config.space.dim,
+    )
 
 
-__all__ = ["CWCL", "InfoNCE", "PairScales", "build_objective", "cwcl_loss", "cwcl_weights",
-           "group_ids", "info_nce", "positive_targets", "weighted_info_nce"]
+__all__ = [
+    "CWCL",
+    "InfoNCE",
+    "PairScales",
+    "build_objective",
+    "cwcl_loss",
+    "cwcl_weights",
+    "group_ids",
+    "info_nce",
+    "positive_targets",
+    "weighted_info_nce",
+]

@@ -35,8 +35,13 @@ class CWCL(nn.Module):
         self.anchor = anchor
         self.scales: nn.Module | None = None  # PairScales, when objective.scale is per_pair
 
-    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         for m, anchor in self.pairs:
             if m not in features or anchor not in features:

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def positive_targets(groups: torch.Tensor | None, n: int, device: torch.device,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def positive_targets(
+    groups: torch.Tensor | None, n: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(n, n) row-stochastic targets: uniform over samples of the same group (self included)."""
     if groups is None:
         return torch.eye(n, device=device, dtype=dtype)
@@ -26,8 +27,9 @@ def positive_targets(groups: torch.Tensor | None, n: int, device: torch.device,
     return same / same.sum(dim=1, keepdim=True)
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
-             groups: torch.Tensor | None = None) -> torch.Tensor:
+def info_nce(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE between paired rows of a (N, D) and b (N, D)."""
     logits = scale * a @ b.T  # (N, N)
     if groups is None:  # one positive per row: index targets, no N×N target matrix
@@ -39,8 +41,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
     return (loss_ab + loss_ba) / 2
 
 
-def weighted_info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
-                      weights: torch.Tensor) -> torch.Tensor:
+def weighted_info_nce(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE with continuous targets: weights (N, N) ≥ 0, weights[i, j] is how much
     b_j counts as a positive of a_i. Row targets are weights normalised per row, column targets
     weights normalised per column. With 0/1 same-group weights this is `info_nce`."""
@@ -59,8 +62,9 @@ class PairScales(nn.Module):
     def __init__(self, pairs: list[tuple[str, str]], init_scale: float, max_scale: float):
         super().__init__()
         self.max_log = math.log(max_scale)
-        self.log_scales = nn.ParameterDict({
-            pair_key(a, b): nn.Parameter(torch.tensor(math.log(init_scale))) for a, b in pairs})
+        self.log_scales = nn.ParameterDict(
+            {pair_key(a, b): nn.Parameter(torch.tensor(math.log(init_scale))) for a, b in pairs}
+        )
 
     def forward(self, a: str, b: str) -> torch.Tensor:
         return self.log_scales[pair_key(a, b)].clamp(0.0, self.max_log).exp()
@@ -78,16 +82,27 @@ class InfoNCE(nn.Module):
     without holding the N×N logits (anybind.objectives.tiled), with the same value and gradients.
     """
 
-    def __init__(self, pairs: list[tuple[str, str]], *, scales: PairScales | None = None,
-                 tiled: bool = False, tile: int = 1024):
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        scales: PairScales | None = None,
+        tiled: bool = False,
+        tile: int = 1024,
+    ):
         super().__init__()
         self.pairs = pairs
         self.scales = scales
         self.tiled = tiled
         self.tile = tile
 
-    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         for a, b in self.pairs:
             if a not in features or b not in features:

@@ -16,9 +16,16 @@ from torch import nn
 
 
 class SigLIP(nn.Module):
-    def __init__(self, pairs: list[tuple[str, str]], *, init_scale: float = 10.0,
-                 init_bias: float = -10.0, max_scale: float = 100.0, tiled: bool = False,
-                 tile: int = 1024):
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        init_scale: float = 10.0,
+        init_bias: float = -10.0,
+        max_scale: float = 100.0,
+        tiled: bool = False,
+        tile: int = 1024,
+    ):
         super().__init__()
         self.pairs = pairs
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
@@ -30,8 +37,13 @@ class SigLIP(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(0.0, self.max_log).exp()
 
-    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         from anybind.objectives.tiled import sigmoid_loss, tiled_sigmoid_loss
 
         terms: dict[str, torch.Tensor] = {}

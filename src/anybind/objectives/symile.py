@@ -104,8 +104,9 @@ def _check(features: Sequence[torch.Tensor], negatives: str) -> tuple[int, int]:
     return n, d
 
 
-def _logits_n(anchor: torch.Tensor, others: list[torch.Tensor],
-              perms: Sequence[torch.Tensor] | None) -> torch.Tensor:
+def _logits_n(
+    anchor: torch.Tensor, others: list[torch.Tensor], perms: Sequence[torch.Tensor] | None
+) -> torch.Tensor:
     """(N, N) unscaled logits; column j is candidate j, and column i of row i is the true tuple."""
     n = anchor.shape[0]
     cand = others[0]
@@ -119,17 +120,19 @@ def _logits_n(anchor: torch.Tensor, others: list[torch.Tensor],
     return logits
 
 
-def _logits_n_squared(anchor: torch.Tensor, others: list[torch.Tensor],
-                      max_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _logits_n_squared(
+    anchor: torch.Tensor, others: list[torch.Tensor], max_candidates: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, N^K) unscaled logits over every combination of non-anchor rows (K = M − 1) and the
     index of each row's true tuple. Candidate (j_1, …, j_K) sits at Σ_k j_k N^(K−1−k)."""
     n, d = anchor.shape
     k = len(others)
-    total = n ** k
+    total = n**k
     if total > max_candidates:
         raise ValueError(
             f"negatives='n_squared' would build N^(M-1) = {n}^{k} = {total} candidates per row, "
-            f"above max_candidates={max_candidates}; use negatives='n' or a smaller batch")
+            f"above max_candidates={max_candidates}; use negatives='n' or a smaller batch"
+        )
     cand = None
     for pos, other in enumerate(others):
         shape = [1] * k + [d]
@@ -138,17 +141,22 @@ def _logits_n_squared(anchor: torch.Tensor, others: list[torch.Tensor],
         cand = term if cand is None else cand * term
     assert cand is not None
     logits = anchor @ cand.reshape(total, d).T
-    stride = sum(n ** p for p in range(k))  # index of the aligned tuple (i, i, …, i)
+    stride = sum(n**p for p in range(k))  # index of the aligned tuple (i, i, …, i)
     target = torch.arange(n, device=anchor.device) * stride
     return logits, target
 
 
-def symile_loss(features: Sequence[torch.Tensor], scale: torch.Tensor | float,
-                negatives: str = "n", generator: torch.Generator | None = None, *,
-                shuffle: bool = True,
-                permutations: Sequence[Sequence[torch.Tensor]] | None = None,
-                query_masks: Sequence[torch.Tensor] | None = None,
-                max_candidates: int = MAX_CANDIDATES) -> torch.Tensor:
+def symile_loss(
+    features: Sequence[torch.Tensor],
+    scale: torch.Tensor | float,
+    negatives: str = "n",
+    generator: torch.Generator | None = None,
+    *,
+    shuffle: bool = True,
+    permutations: Sequence[Sequence[torch.Tensor]] | None = None,
+    query_masks: Sequence[torch.Tensor] | None = None,
+    max_candidates: int = MAX_CANDIDATES,
+) -> torch.Tensor:
     """Symile loss over M ≥ 2 aligned (N, D) feature tensors; the mean over anchors of the
     cross-entropy of scale·MIP logits with the true tuple as the target.
 
@@ -178,8 +186,10 @@ def symile_loss(features: Sequence[torch.Tensor], scale: torch.Tensor | float,
                 if len(perms) != m_count - 2:
                     raise ValueError(f"permutations[{m}] needs M - 2 = {m_count - 2} tensors")
             elif shuffle and m_count > 2:
-                perms = [torch.randperm(n, generator=generator).to(anchor.device)
-                         for _ in range(m_count - 2)]
+                perms = [
+                    torch.randperm(n, generator=generator).to(anchor.device)
+                    for _ in range(m_count - 2)
+                ]
             else:
                 perms = None
             logits = _logits_n(anchor, others, perms)
@@ -203,9 +213,17 @@ class Symile(nn.Module):
       embedding; needs ``dim``). See the module docstring.
     """
 
-    def __init__(self, modalities: Sequence[str], negatives: str = "n", missing: str = "mask",
-                 dim: int | None = None, normalize_missing: bool = True, shuffle: bool = True,
-                 max_candidates: int = MAX_CANDIDATES, name: str = "symile"):
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        negatives: str = "n",
+        missing: str = "mask",
+        dim: int | None = None,
+        normalize_missing: bool = True,
+        shuffle: bool = True,
+        max_candidates: int = MAX_CANDIDATES,
+        name: str = "symile",
+    ):
         super().__init__()
         if len(modalities) < 2 or len(set(modalities)) != len(modalities):
             raise ValueError(f"Symile needs ≥ 2 distinct modalities, got {list(modalities)}")
@@ -223,23 +241,31 @@ class Symile(nn.Module):
         if missing == "learned":
             if dim is None:
                 raise ValueError("missing='learned' needs the embedding dim")
-            self.missing_embeddings = nn.ParameterDict({
-                m: nn.Parameter(torch.randn(dim) / math.sqrt(dim)) for m in self.modalities})
+            self.missing_embeddings = nn.ParameterDict(
+                {m: nn.Parameter(torch.randn(dim) / math.sqrt(dim)) for m in self.modalities}
+            )
 
     def missing_embedding(self, modality: str) -> torch.Tensor:
         e = self.missing_embeddings[modality]
         return F.normalize(e, dim=0) if self.normalize_missing else e
 
-    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                groups: torch.Tensor | None, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         present = [m for m in self.modalities if m in features]
         if not present:
             return {}
         ref = features[present[0]]
         n = ref.shape[0]
         full = torch.ones(n, dtype=torch.bool, device=ref.device)
-        mask = {m: (masks[m].to(ref.device) if m in masks else full) if m in features
-                else ~full for m in self.modalities}
+        mask = {
+            m: (masks[m].to(ref.device) if m in masks else full) if m in features else ~full
+            for m in self.modalities
+        }
         if self.missing == "mask":
             if len(present) < len(self.modalities):
                 return {}
@@ -261,6 +287,12 @@ class Symile(nn.Module):
                 query_masks.append(keep)
             if not any(bool(q.any()) for q in query_masks):
                 return {}
-        loss = symile_loss(feats, scale, self.negatives, shuffle=self.shuffle,
-                           query_masks=query_masks, max_candidates=self.max_candidates)
+        loss = symile_loss(
+            feats,
+            scale,
+            self.negatives,
+            shuffle=self.shuffle,
+            query_masks=query_masks,
+            max_candidates=self.max_candidates,
+        )
         return {f"{self.name}_loss": loss}

@@ -11,8 +11,8 @@ FlashAttention (Dao et al. 2022, arXiv:2205.14135; after Milakov & Gimelshein 20
 arXiv:1805.02867). Contrastive losses are the same computation with the "values" taken away, and
 the idea of evaluating them tile by tile, recomputing the logits in the backward pass instead of
 storing them, is the "memory-efficient contrastive loss" of e.g. Inf-CL (Cheng et al. 2024,
-arXiv:2410.17243) and the gradient-cache family. This module is an independent plain-PyTorch
-implementation of that idea; no code is copied from those works.
+arXiv:2410.17243). This module is an independent plain-PyTorch implementation of that idea; no
+code is copied from those works.
 
 Forward walks the (row tile × column tile) grid once: one GEMM per tile, from which both the row
 and the column running log-sum-exps are updated. The positive terms need no tiles at all: since
@@ -32,6 +32,8 @@ arXiv:2303.15343), naive (`sigmoid_loss`) and tiled (`tiled_sigmoid_loss`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -69,22 +71,62 @@ def _addmm_(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         out.add_(_mm(x, y, out.dtype))
 
 
-# exp(x) for x < -80 is < 2e-35, below fp32 resolution of any sum that contains the max term
-# exp(0) = 1; clamping there keeps every probability a normal float: on x86 CPUs, denormal
-# results make exp and the following GEMMs several times slower.
+# exp(x) for x < -80 is < 2e-35, below the fp32 resolution of any sum that also holds the max
+# term exp(0) = 1. On x86 CPUs denormal results make exp, and the GEMMs that read them, several
+# times slower, so there the exponents are floored at -80 — unless the logits are provably too
+# narrow to reach it (|s·a·b| ≤ s·max|a|·max|b|), which spares two passes per tile.
 _EXP_FLOOR = -80.0
 
 
-def _exp_(x: torch.Tensor) -> torch.Tensor:
-    """In-place exp of x ≤ 0 (x minus a max or a log-sum-exp), floored at exp(-80)."""
-    return x.clamp_min_(_EXP_FLOOR).exp_()
+class _Workspace:
+    """Two reusable (tile × tile) buffers and the per-tile elementwise steps of one call."""
+
+    def __init__(
+        self, rows: int, cols: int, tile: int, acc: torch.dtype, device: torch.device, clamp: bool
+    ):
+        size = min(tile, rows) * min(tile, cols)
+        self.buf = torch.empty(2, size, dtype=acc, device=device)
+        self.acc, self.clamp = acc, clamp
+
+    def _view(self, k: int, rows: int, cols: int) -> torch.Tensor:
+        return self.buf[k, : rows * cols].view(rows, cols)
+
+    def logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (r, D) · y (c, D)ᵀ in the accumulation dtype, into buffer 0."""
+        if x.dtype != self.acc:
+            return _mm(x, y.T, self.acc)
+        return torch.mm(x, y.T, out=self._view(0, x.shape[0], y.shape[0]))
+
+    def exp_(self, x: torch.Tensor) -> torch.Tensor:
+        """In-place exp of x ≤ 0 (logits minus a max or a log-sum-exp)."""
+        if self.clamp:
+            x.clamp_min_(_EXP_FLOOR)
+        return x.exp_()
+
+    def shifted(self, logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """logits - shift into buffer 1 (logits untouched)."""
+        if logits.dtype != self.acc or self.buf.device != logits.device:
+            return torch.sub(logits, shift)
+        return torch.sub(logits, shift, out=self._view(1, *logits.shape))
+
+    def lse(self, logits: torch.Tensor, dim: int, inplace: bool) -> torch.Tensor:
+        """log Σ exp of the tile along dim; overwrites logits if inplace."""
+        peak = logits.amax(dim, keepdim=True)
+        x = logits.sub_(peak) if inplace else self.shifted(logits, peak)
+        return self.exp_(x).sum(dim).log_().add_(peak.squeeze(dim))
 
 
-def _lse_(logits: torch.Tensor, dim: int, inplace: bool) -> torch.Tensor:
-    """log Σ exp along dim (a tile's partial log-sum-exp); may overwrite logits if inplace."""
-    peak = logits.amax(dim, keepdim=True)
-    shifted = logits.sub_(peak) if inplace else torch.sub(logits, peak)
-    return _exp_(shifted).sum(dim).log_().add_(peak.squeeze(dim))
+def _needs_clamp(x_scaled: torch.Tensor, y: torch.Tensor, n_terms: int) -> bool:
+    """Whether exp(logit - max or - lse) can go below e^-80 (CPU only; one O(N·D) pass)."""
+    if x_scaled.device.type != "cpu" or x_scaled.numel() == 0 or y.numel() == 0:
+        return False
+    bound = float(x_scaled.float().norm(dim=1).max() * y.float().norm(dim=1).max())
+    return not 2 * bound + math.log(n_terms) + 1 < -_EXP_FLOOR
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    """Σ x ⊙ y over all elements, in acc, without an (N, D) temporary for acc inputs."""
+    return torch.dot(x.reshape(-1).to(acc), y.reshape(-1).to(acc))
 
 
 def _scale_tensor(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -110,9 +152,34 @@ def _group_index(groups: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tens
     return inv, counts
 
 
-def _group_sums(x: torch.Tensor, inv: torch.Tensor, n_groups: int,
-                acc: torch.dtype) -> torch.Tensor:
+def _group_sums(
+    x: torch.Tensor, inv: torch.Tensor, n_groups: int, acc: torch.dtype
+) -> torch.Tensor:
     return x.new_zeros(n_groups, x.shape[1], dtype=acc).index_add_(0, inv, x.to(acc))
+
+
+def _group_means(
+    x: torch.Tensor, inv: torch.Tensor | None, counts: torch.Tensor | None, acc: torch.dtype
+) -> torch.Tensor:
+    """Per sample, the mean of x over the sample's group (x itself without groups)."""
+    if inv is None:
+        return x.to(acc)
+    c = counts.to(acc)[:, None]
+    return (_group_sums(x, inv, c.shape[0], acc) / c)[inv]
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"a and b must be paired (N, D) tensors, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.dtype != b.dtype or not a.is_floating_point():
+        raise ValueError(f"a and b must share one floating dtype, got {a.dtype} and {b.dtype}")
+
+
+def _no_autocast(device: torch.device):
+    """The tiles run in the inputs' own dtypes (and accumulate in fp32), not autocast's."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 # --------------------------------------------------------------------------- symmetric InfoNCE
@@ -127,24 +194,26 @@ class _TiledInfoNCE(torch.autograd.Function):
         row_lse = a.new_empty(n, dtype=acc)
         col_lse = a.new_full((n,), float("-inf"), dtype=acc)
         a_s = a * s  # (s·a)·bᵀ, as info_nce computes it
+        clamp = _needs_clamp(a_s, b, n)
+        ws = _Workspace(n, n, tile, acc, a.device, clamp)
         spans = _spans(n, tile)
         for r0, r1 in spans:
             a_t = a_s[r0:r1]
             run = a.new_full((r1 - r0,), float("-inf"), dtype=acc)
             for c0, c1 in spans:
-                logits = _mm(a_t, b[c0:c1].T, acc)
-                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], _lse_(logits, 0, inplace=False))
-                run = torch.logaddexp(run, _lse_(logits, 1, inplace=True))
+                logits = ws.logits(a_t, b[c0:c1])
+                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], ws.lse(logits, 0, inplace=False))
+                run = torch.logaddexp(run, ws.lse(logits, 1, inplace=True))
             row_lse[r0:r1] = run
         # positive terms Σ_ij T_ij a_i·b_j (without the scale), from per-group sums
         if inv is None:
-            pos = (a.to(acc) * b.to(acc)).sum()
+            pos = _dot(a, b, acc)
         else:
             sa = _group_sums(a, inv, counts.shape[0], acc)
             sb = _group_sums(b, inv, counts.shape[0], acc)
             pos = ((sa * sb).sum(dim=1) / counts.to(acc)).sum()
         ctx.save_for_backward(a, b, s, row_lse, col_lse, inv, counts)
-        ctx.tile, ctx.scale_dtype = tile, scale.dtype
+        ctx.tile, ctx.scale_dtype, ctx.clamp = tile, scale.dtype, clamp
         return (row_lse.sum() + col_lse.sum() - 2 * s * pos) / (2 * n)
 
     @staticmethod
@@ -160,41 +229,43 @@ class _TiledInfoNCE(torch.autograd.Function):
         spans = _spans(n, ctx.tile)
         if want_da or want_db:
             a_s = a * s
+            ws = _Workspace(n, n, ctx.tile, acc, a.device, ctx.clamp)
             for r0, r1 in spans:
                 a_t = a[r0:r1]
                 r = row_lse[r0:r1, None]
                 for c0, c1 in spans:
                     b_t = b[c0:c1]
-                    logits = _mm(a_s[r0:r1], b_t.T, acc)
-                    p = _exp_(torch.sub(logits, r))
-                    p.add_(_exp_(logits.sub_(col_lse[None, c0:c1])))
+                    logits = ws.logits(a_s[r0:r1], b_t)
+                    # P = row softmax + column softmax of the tile
+                    p = ws.exp_(ws.shifted(logits, r))
+                    p.add_(ws.exp_(logits.sub_(col_lse[None, c0:c1])))
                     p = p.to(a.dtype)
                     if want_da:
                         _addmm_(da_raw[r0:r1], p, b_t)
                     if want_db:
                         _addmm_(db_raw[c0:c1], p.T, a_t)
         # positive terms: d/da_i Σ T_ij a_i·b_j = mean of b over i's group (and symmetrically)
-        if inv is None:
-            mean_b, mean_a = b.to(acc), a.to(acc)
-        else:
-            c = counts.to(acc)[:, None]
-            mean_b = (_group_sums(b, inv, c.shape[0], acc) / c)[inv]
-            mean_a = (_group_sums(a, inv, c.shape[0], acc) / c)[inv]
         coef = grad.to(acc) / (2 * n)
         da = db = ds = None
         if want_da:
-            da_raw.sub_(mean_b, alpha=2)
+            da_raw.sub_(_group_means(b, inv, counts, acc), alpha=2)
             if need_s:
-                ds = (coef * (a.to(acc) * da_raw).sum()).to(ctx.scale_dtype)
+                ds = (coef * _dot(a, da_raw, acc)).to(ctx.scale_dtype)
             if need_a:
                 da = (da_raw.mul_(coef * s)).to(a.dtype)
         if want_db:
-            db = db_raw.sub_(mean_a, alpha=2).mul_(coef * s).to(b.dtype)
+            db_raw.sub_(_group_means(a, inv, counts, acc), alpha=2)
+            db = db_raw.mul_(coef * s).to(b.dtype)
         return da, db, ds, None, None, None
 
 
-def tiled_info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float,
-                   groups: torch.Tensor | None = None, tile: int = 1024) -> torch.Tensor:
+def tiled_info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: torch.Tensor | float,
+    groups: torch.Tensor | None = None,
+    tile: int = 1024,
+) -> torch.Tensor:
     """`info_nce(a, b, scale, groups)` computed tile by tile: same value and gradients, but memory
     O(N·D + tile²) instead of O(N²) in both forward and backward.
 
@@ -203,14 +274,13 @@ def tiled_info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float
     targets, or None for positives on the diagonal. Returns a 0-d float32 (float64) loss.
     """
     _check_tile(tile)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"a and b must be paired (N, D) tensors, got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}")
+    _check_pair(a, b)
     scale_t = _scale_tensor(scale, a)
     inv = counts = None
     if groups is not None:
         inv, counts = _group_index(groups.to(a.device), a.shape[0])
-    return _TiledInfoNCE.apply(a, b, scale_t, inv, counts, tile)
+    with _no_autocast(a.device):
+        return _TiledInfoNCE.apply(a, b, scale_t, inv, counts, tile)
 
 
 # --------------------------------------------------------------------- one direction, row block
@@ -224,21 +294,23 @@ class _TiledRowInfoNCE(torch.autograd.Function):
         s = scale.detach().to(acc)
         row_lse = q.new_empty(n, dtype=acc)
         q_s = q * s
+        clamp = _needs_clamp(q_s, k, m)
+        ws = _Workspace(n, m, tile, acc, q.device, clamp)
         col_spans = _spans(m, tile)
         for r0, r1 in _spans(n, tile):
             q_t = q_s[r0:r1]
             run = q.new_full((r1 - r0,), float("-inf"), dtype=acc)
             for c0, c1 in col_spans:
-                logits = _mm(q_t, k[c0:c1].T, acc)
-                run = torch.logaddexp(run, _lse_(logits, 1, inplace=True))
+                logits = ws.logits(q_t, k[c0:c1])
+                run = torch.logaddexp(run, ws.lse(logits, 1, inplace=True))
             row_lse[r0:r1] = run
         if q_inv is None:
-            pos = (q.to(acc) * k[offset:offset + n].to(acc)).sum()
+            pos = _dot(q, k[offset : offset + n], acc)
         else:  # Σ_i q_i · (mean of the keys in i's group); 0/0 → nan for a row without positives
             sk = _group_sums(k, k_inv, counts.shape[0], acc)
             pos = (q.to(acc) * (sk / counts.to(acc)[:, None])[q_inv]).sum()
         ctx.save_for_backward(q, k, s, row_lse, q_inv, k_inv, counts)
-        ctx.offset, ctx.tile, ctx.scale_dtype = offset, tile, scale.dtype
+        ctx.offset, ctx.tile, ctx.scale_dtype, ctx.clamp = offset, tile, scale.dtype, clamp
         return row_lse.sum() - s * pos
 
     @staticmethod
@@ -252,13 +324,14 @@ class _TiledRowInfoNCE(torch.autograd.Function):
         dk_raw = k.new_zeros(k.shape, dtype=acc) if want_dk else None
         if want_dq or want_dk:
             q_s = q * s
+            ws = _Workspace(n, k.shape[0], ctx.tile, acc, q.device, ctx.clamp)
             col_spans = _spans(k.shape[0], ctx.tile)
             for r0, r1 in _spans(n, ctx.tile):
                 q_t = q[r0:r1]
                 r = row_lse[r0:r1, None]
                 for c0, c1 in col_spans:
                     k_t = k[c0:c1]
-                    p = _exp_(_mm(q_s[r0:r1], k_t.T, acc).sub_(r)).to(q.dtype)
+                    p = ws.exp_(ws.logits(q_s[r0:r1], k_t).sub_(r)).to(q.dtype)
                     if want_dq:
                         _addmm_(dq_raw[r0:r1], p, k_t)
                     if want_dk:
@@ -267,9 +340,9 @@ class _TiledRowInfoNCE(torch.autograd.Function):
         dq = dk = ds = None
         if q_inv is None:
             if want_dq:
-                dq_raw.sub_(k[offset:offset + n].to(acc))
+                dq_raw.sub_(k[offset : offset + n].to(acc))
             if want_dk:
-                dk_raw[offset:offset + n].sub_(q.to(acc))
+                dk_raw[offset : offset + n].sub_(q.to(acc))
         else:
             c = counts.to(acc)[:, None]
             if want_dq:
@@ -278,7 +351,7 @@ class _TiledRowInfoNCE(torch.autograd.Function):
                 dk_raw.sub_((_group_sums(q, q_inv, c.shape[0], acc) / c)[k_inv])
         if want_dq:
             if need_s:
-                ds = (coef * (q.to(acc) * dq_raw).sum()).to(ctx.scale_dtype)
+                ds = (coef * _dot(q, dq_raw, acc)).to(ctx.scale_dtype)
             if need_q:
                 dq = dq_raw.mul_(coef * s).to(q.dtype)
         if want_dk:
@@ -286,9 +359,15 @@ class _TiledRowInfoNCE(torch.autograd.Function):
         return dq, dk, ds, None, None, None, None, None
 
 
-def tiled_row_info_nce(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor | float,
-                       q_groups: torch.Tensor | None = None, k_groups: torch.Tensor | None = None,
-                       positive_offset: int = 0, tile: int = 1024) -> torch.Tensor:
+def tiled_row_info_nce(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    scale: torch.Tensor | float,
+    q_groups: torch.Tensor | None = None,
+    k_groups: torch.Tensor | None = None,
+    positive_offset: int = 0,
+    tile: int = 1024,
+) -> torch.Tensor:
     """One direction of InfoNCE for a block of query rows against all keys, tiled.
 
     q: (n, D) local queries; k: (M, D) all keys (e.g. gathered from every rank). Positives of row
@@ -299,8 +378,9 @@ def tiled_row_info_nce(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor | f
     """
     _check_tile(tile)
     if q.ndim != 2 or k.ndim != 2 or q.shape[1] != k.shape[1]:
-        raise ValueError(f"q (n, D) and k (M, D) expected, got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}")
+        raise ValueError(f"q (n, D) and k (M, D) expected, got {tuple(q.shape)}, {tuple(k.shape)}")
+    if q.dtype != k.dtype or not q.is_floating_point():
+        raise ValueError(f"q and k must share one floating dtype, got {q.dtype} and {k.dtype}")
     n, m = q.shape[0], k.shape[0]
     scale_t = _scale_tensor(scale, q)
     q_inv = k_inv = counts = None
@@ -308,8 +388,9 @@ def tiled_row_info_nce(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor | f
         raise ValueError("give both q_groups and k_groups, or neither")
     if q_groups is None:
         if not 0 <= positive_offset <= m - n:
-            raise ValueError(f"positives i + {positive_offset} fall outside the {m} keys "
-                             f"for {n} rows")
+            raise ValueError(
+                f"positives i + {positive_offset} fall outside the {m} keys for {n} rows"
+            )
     else:
         if q_groups.shape != (n,) or k_groups.shape != (m,):
             raise ValueError("q_groups must be (n,) and k_groups (M,)")
@@ -317,7 +398,8 @@ def tiled_row_info_nce(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor | f
         uniq, inv = torch.unique(both, return_inverse=True)
         q_inv, k_inv = inv[:n], inv[n:]
         counts = torch.bincount(k_inv, minlength=uniq.shape[0])  # keys per group
-    return _TiledRowInfoNCE.apply(q, k, scale_t, q_inv, k_inv, counts, positive_offset, tile)
+    with _no_autocast(q.device):
+        return _TiledRowInfoNCE.apply(q, k, scale_t, q_inv, k_inv, counts, positive_offset, tile)
 
 
 # ---------------------------------------------------------------------------------- SigLIP
@@ -333,8 +415,13 @@ def _signs(groups: torch.Tensor | None, n: int, device: torch.device) -> torch.T
     return same.float() * 2 - 1
 
 
-def sigmoid_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float,
-                 bias: torch.Tensor | float, groups: torch.Tensor | None = None) -> torch.Tensor:
+def sigmoid_loss(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: torch.Tensor | float,
+    bias: torch.Tensor | float,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
     """SigLIP's pairwise sigmoid loss (Zhai et al. 2023): -(1/N) Σ_i Σ_j log σ(z_ij(s·a_i·b_j + β))
     with z_ij = +1 for positive pairs and -1 otherwise. Naive: materialises the N×N logits."""
     logits = scale * a @ b.T + bias
@@ -342,9 +429,9 @@ def sigmoid_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float,
     return -F.logsigmoid(z * logits).sum() / a.shape[0]
 
 
-def _signed_logits(as_t, b_t, bias, acc, same, diagonal):
-    """Tile of z·((s·a)·bᵀ + β), in place on the fresh GEMM output (as_t = s·a rows)."""
-    x = _mm(as_t, b_t.T, acc).add_(bias)
+def _signed_logits(ws, as_t, b_t, bias, same, diagonal):
+    """Tile of z·((s·a)·bᵀ + β), in place on the GEMM output (as_t = s·a rows)."""
+    x = ws.logits(as_t, b_t).add_(bias)
     if same is not None:
         return torch.where(same, x, x.neg())
     x.neg_()
@@ -361,11 +448,12 @@ class _TiledSigmoid(torch.autograd.Function):
         s, beta = scale.detach().to(acc), bias.detach().to(acc)
         total = a.new_zeros((), dtype=acc)
         a_s = a * s
+        ws = _Workspace(n, n, tile, acc, a.device, clamp=False)
         spans = _spans(n, tile)
         for r0, r1 in spans:
             for c0, c1 in spans:
                 same = None if groups is None else groups[r0:r1, None] == groups[None, c0:c1]
-                x = _signed_logits(a_s[r0:r1], b[c0:c1], beta, acc, same, r0 == c0)
+                x = _signed_logits(ws, a_s[r0:r1], b[c0:c1], beta, same, r0 == c0)
                 total -= F.logsigmoid(x).sum()
         ctx.save_for_backward(a, b, s, beta, groups)
         ctx.tile, ctx.scale_dtype, ctx.bias_dtype = tile, scale.dtype, bias.dtype
@@ -382,13 +470,14 @@ class _TiledSigmoid(torch.autograd.Function):
         db_raw = b.new_zeros(b.shape, dtype=acc) if want_db else None
         dbias = a.new_zeros((), dtype=acc)
         a_s = a * s
+        ws = _Workspace(n, n, ctx.tile, acc, a.device, clamp=False)
         spans = _spans(n, ctx.tile)
         for r0, r1 in spans:
             a_t = a[r0:r1]
             for c0, c1 in spans:
                 b_t = b[c0:c1]
                 same = None if groups is None else groups[r0:r1, None] == groups[None, c0:c1]
-                x = _signed_logits(a_s[r0:r1], b_t, beta, acc, same, r0 == c0)
+                x = _signed_logits(ws, a_s[r0:r1], b_t, beta, same, r0 == c0)
                 # d/dlogit of -log σ(z·logit) = -z·σ(-z·logit)
                 g = x.neg_().sigmoid_()
                 if same is not None:
@@ -406,7 +495,7 @@ class _TiledSigmoid(torch.autograd.Function):
         da = db = ds = db_ = None
         if want_da:
             if need_s:
-                ds = (coef * (a.to(acc) * da_raw).sum()).to(ctx.scale_dtype)
+                ds = (coef * _dot(a, da_raw, acc)).to(ctx.scale_dtype)
             if need_a:
                 da = da_raw.mul_(coef * s).to(a.dtype)
         if want_db:
@@ -416,18 +505,23 @@ class _TiledSigmoid(torch.autograd.Function):
         return da, db, ds, db_, None, None
 
 
-def tiled_sigmoid_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float,
-                       bias: torch.Tensor | float, groups: torch.Tensor | None = None,
-                       tile: int = 1024) -> torch.Tensor:
+def tiled_sigmoid_loss(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: torch.Tensor | float,
+    bias: torch.Tensor | float,
+    groups: torch.Tensor | None = None,
+    tile: int = 1024,
+) -> torch.Tensor:
     """`sigmoid_loss(a, b, scale, bias, groups)` tile by tile: same value and gradients (for a,
     b, scale and bias), memory O(N·D + tile²). Returns a 0-d float32 (float64) loss."""
     _check_tile(tile)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"a and b must be paired (N, D) tensors, got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}")
+    _check_pair(a, b)
     if groups is not None:
         if groups.shape != (a.shape[0],):
             raise ValueError(f"groups must have shape ({a.shape[0]},)")
         groups = groups.to(a.device)
-    return _TiledSigmoid.apply(a, b, _scale_tensor(scale, a), _scale_tensor(bias, a), groups,
-                               tile)
+    with _no_autocast(a.device):
+        return _TiledSigmoid.apply(
+            a, b, _scale_tensor(scale, a), _scale_tensor(bias, a), groups, tile
+        )

@@ -20,18 +20,25 @@ from anybind.errors import DataError
 from anybind.modalities import Modality
 
 
-def source_records(source: Source, modalities: dict[str, Modality], *, progress: bool = True
-                   ) -> list[RawRecord]:
+def source_records(
+    source: Source, modalities: dict[str, Modality], *, progress: bool = True
+) -> list[RawRecord]:
     if isinstance(source, DigitsSource):
         from anybind.data.digits.benchmark import digits_records
 
         return digits_records(source, progress=progress)
     if isinstance(source, ManifestSource):
-        return manifest_records(source.path, modalities, source.columns or None,
-                                source.label_column, source.root)
+        return manifest_records(
+            source.path, modalities, source.columns or None, source.label_column, source.root
+        )
     if isinstance(source, FolderSource):
-        return folder_records(source.path, source.modality, source.pattern, source.glob,
-                              modalities[source.modality].file_suffixes)
+        return folder_records(
+            source.path,
+            source.modality,
+            source.pattern,
+            source.glob,
+            modalities[source.modality].file_suffixes,
+        )
     if isinstance(source, ArraysSource):
         records = array_records(source.path, source.keys, source.label_key)
         if source.preprocess == "mnist_to_uci":
@@ -46,8 +53,9 @@ def source_records(source: Source, modalities: dict[str, Modality], *, progress:
     raise TypeError(f"unknown source {source!r}")
 
 
-def add_captions(records: list[RawRecord], captions: dict[str, list[str]],
-                 class_names: Sequence[str] | None) -> None:
+def add_captions(
+    records: list[RawRecord], captions: dict[str, list[str]], class_names: Sequence[str] | None
+) -> None:
     """Give each labelled sample without text a caption from its modality's templates; the
     template is chosen by a hash of the sample id, so it is the same on every run."""
     if not captions or not class_names:
@@ -69,9 +77,15 @@ def add_captions(records: list[RawRecord], captions: dict[str, list[str]],
         r.values["text"] = templates[pick].format(class_names[label])
 
 
-def build_dataset(sources: list[Source], config: Config, modalities: dict[str, Modality], *,
-                  skip_bad: bool = False, progress: bool = True, description: str = "loading"
-                  ) -> tuple[MultiModalDataset, LoadReport]:
+def build_dataset(
+    sources: list[Source],
+    config: Config,
+    modalities: dict[str, Modality],
+    *,
+    skip_bad: bool = False,
+    progress: bool = True,
+    description: str = "loading",
+) -> tuple[MultiModalDataset, LoadReport]:
     records: list[RawRecord] = []
     for source in sources:
         records += source_records(source, modalities, progress=progress)
@@ -83,6 +97,12 @@ def build_dataset(sources: list[Source], config: Config, modalities: dict[str, M
 
             captions = DIGITS_CAPTIONS
         add_captions(records, captions, class_names)
-    return MultiModalDataset.from_records(records, modalities, class_names=class_names,
-                                          skip_bad=skip_bad, description=description,
-                                          progress=progress, total=len(records))
+    return MultiModalDataset.from_records(
+        records,
+        modalities,
+        class_names=class_names,
+        skip_bad=skip_bad,
+        description=description,
+        progress=progress,
+        total=len(records),
+    )

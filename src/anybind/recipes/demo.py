@@ -29,9 +29,11 @@ from anybind.recipes.train import train
 from anybind.space import load_space
 
 #: The bars of the core issue, checked and printed by the demo.
-BARS = {"image zero-shot top-1 (held-out digits)": ("in_domain", "image_top1", 0.95),
-        "audio zero-shot top-1 (held-out voices)": ("in_domain", "audio_top1", 0.85),
-        "emergent image→audio P@1 (same digit)": ("in_domain", "image_to_audio_p1", 0.70)}
+BARS = {
+    "image zero-shot top-1 (held-out digits)": ("in_domain", "image_top1", 0.95),
+    "audio zero-shot top-1 (held-out voices)": ("in_domain", "audio_top1", 0.85),
+    "emergent image→audio P@1 (same digit)": ("in_domain", "image_to_audio_p1", 0.70),
+}
 
 
 def digits_config_path() -> Path:
@@ -47,10 +49,18 @@ def find_shared_data(explicit: str | Path | None = None) -> Path | None:
 
 
 def real_sources(shared: Path) -> dict[str, list[Source]]:
-    mnist = ArraysSource(path=str(shared / "mnist" / "mnist-test-first5000.npz"),
-                         keys={"image": "images"}, label_key="labels", preprocess="mnist_to_uci")
-    fsdd = FolderSource(path=str(shared / "fsdd" / "recordings"), modality="audio",
-                        pattern=r"^(?P<label>\d)_", glob="*.wav")
+    mnist = ArraysSource(
+        path=str(shared / "mnist" / "mnist-test-first5000.npz"),
+        keys={"image": "images"},
+        label_key="labels",
+        preprocess="mnist_to_uci",
+    )
+    fsdd = FolderSource(
+        path=str(shared / "fsdd" / "recordings"),
+        modality="audio",
+        pattern=r"^(?P<label>\d)_",
+        glob="*.wav",
+    )
     return {"real": [mnist, fsdd]}
 
 
@@ -62,9 +72,14 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run_demo(out: str | Path = "runs/demo", *, shared_data: str | Path | None = None,
-             overrides: list[str] | None = None, progress: bool = True,
-             console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "runs/demo",
+    *,
+    shared_data: str | Path | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
     console = console or Console()
     started = time.perf_counter()
     out = Path(out)
@@ -74,21 +89,26 @@ def run_demo(out: str | Path = "runs/demo", *, shared_data: str | Path | None = 
     console.print("[bold]anybind demo[/]: binding digit images and speech to frozen MiniLM text")
     summary = train(config, out, progress=progress)
     space = load_space(out)
-    reports = {"in-domain": evaluate_sources(space, config.data.eval,
-                                                         progress=progress, name="in-domain")}
+    reports = {
+        "in-domain": evaluate_sources(space, config.data.eval, progress=progress, name="in-domain")
+    }
     shared = find_shared_data(shared_data)
     for name, sources in (real_sources(shared) if shared else {}).items():
         reports[name] = evaluate_sources(space, sources, progress=progress, name=name)
-    console.print("in-domain: held-out UCI digits and held-out espeak-ng voices; real: MNIST "
-                  "(images) and FSDD (recordings), never seen in training")
+    console.print(
+        "in-domain: held-out UCI digits and held-out espeak-ng voices; real: MNIST "
+        "(images) and FSDD (recordings), never seen in training"
+    )
     print_report(reports, console)
 
     metrics: dict[str, Any] = {"in_domain": headline(reports["in-domain"])}
     if shared:
         metrics["real"] = headline(reports["real"])
     else:
-        console.print("[yellow]../shared/data not found: real MNIST/FSDD evaluation skipped "
-                      "(set ANYBIND_SHARED_DATA or pass --shared-data)[/]")
+        console.print(
+            "[yellow]../shared/data not found: real MNIST/FSDD evaluation skipped "
+            "(set ANYBIND_SHARED_DATA or pass --shared-data)[/]"
+        )
     bars = {}
     for label, (group, key, floor) in BARS.items():
         value = metrics[group].get(key, float("nan"))
@@ -96,8 +116,14 @@ def run_demo(out: str | Path = "runs/demo", *, shared_data: str | Path | None = 
         mark = "[green]met[/]" if value >= floor else "[red]NOT met[/]"
         console.print(f"{label}: {100 * value:.1f}% (bar {100 * floor:.0f}%) {mark}")
     wall = time.perf_counter() - started
-    result = {"metrics": metrics, "bars": bars, "train": asdict(summary), "wall_s": wall,
-              "reports": reports, "shared_data": str(shared) if shared else None}
+    result = {
+        "metrics": metrics,
+        "bars": bars,
+        "train": asdict(summary),
+        "wall_s": wall,
+        "reports": reports,
+        "shared_data": str(shared) if shared else None,
+    }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     console.print(f"demo finished in {wall:.0f} s; wrote {out / 'metrics.json'}")
     return result

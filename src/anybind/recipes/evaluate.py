@@ -22,8 +22,9 @@ from anybind.space import Space
 
 
 @torch.no_grad()
-def embed_dataset(space: Space, dataset: MultiModalDataset, batch_size: int = 512,
-                  progress: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def embed_dataset(
+    space: Space, dataset: MultiModalDataset, batch_size: int = 512, progress: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """modality → (embeddings (n, D) on CPU, indices of the samples that have it (n,))."""
     space.eval()
     device = next(space.parameters()).device
@@ -39,30 +40,38 @@ def embed_dataset(space: Space, dataset: MultiModalDataset, batch_size: int = 51
                 idx = rows[start : start + batch_size].tolist()
                 batch = dataset.batch(idx)
                 data = batch[name]
-                chunks.append(tower(data.to(device) if isinstance(data, torch.Tensor) else data)
-                              .float().cpu())
+                chunks.append(
+                    tower(data.to(device) if isinstance(data, torch.Tensor) else data).float().cpu()
+                )
                 bar.advance(task, len(idx))
             out[name] = (torch.cat(chunks), rows)
     return out
 
 
 @torch.no_grad()
-def class_embeddings(space: Space, class_names: list[str], templates: list[str],
-                     text_modality: str = "text") -> torch.Tensor:
+def class_embeddings(
+    space: Space, class_names: list[str], templates: list[str], text_modality: str = "text"
+) -> torch.Tensor:
     prompts = [t.format(c) for c in class_names for t in templates]
     emb = space.embed(text_modality, prompts).float().cpu()
     return ensemble(emb.view(len(class_names), len(templates), -1))
 
 
-def evaluate_space(space: Space, dataset: MultiModalDataset, *, progress: bool = True,
-                   name: str = "eval") -> dict[str, Any]:
+def evaluate_space(
+    space: Space, dataset: MultiModalDataset, *, progress: bool = True, name: str = "eval"
+) -> dict[str, Any]:
     config = space.config
     emb = embed_dataset(space, dataset, config.eval.batch_size, progress)
     labels = dataset.labels()
     class_names = dataset.class_names or config.data.class_names
-    report: dict[str, Any] = {"name": name, "samples": len(dataset),
-                              "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
-                              "zero_shot": {}, "retrieval": {}, "geometry": {}}
+    report: dict[str, Any] = {
+        "name": name,
+        "samples": len(dataset),
+        "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
+        "zero_shot": {},
+        "retrieval": {},
+        "geometry": {},
+    }
     text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
     trained = {frozenset(p) for p in config.pairs()}
 
@@ -83,20 +92,26 @@ def evaluate_space(space: Space, dataset: MultiModalDataset, *, progress: bool =
             kind = "label" if labelled else "pair"
             if not labelled and not bool(torch.isin(ra, rb).any()):
                 continue  # unlabelled and never paired: no notion of a match
-            for q, k, (eq, iq), (ek, ik) in ((a, b, (ea, ids_a), (eb, ids_b)),
-                                             (b, a, (eb, ids_b), (ea, ids_a))):
+            for q, k, (eq, iq), (ek, ik) in (
+                (a, b, (ea, ids_a), (eb, ids_b)),
+                (b, a, (eb, ids_b), (ea, ids_a)),
+            ):
                 report["retrieval"][f"{q}->{k}"] = {
-                    **recall_at_k(eq, ek, query_ids=iq, key_ids=ik), "match": kind,
-                    "queries": int(eq.shape[0]), "keys": int(ek.shape[0]),
-                    "emergent": frozenset((a, b)) not in trained}
+                    **recall_at_k(eq, ek, query_ids=iq, key_ids=ik),
+                    "match": kind,
+                    "queries": int(eq.shape[0]),
+                    "keys": int(ek.shape[0]),
+                    "emergent": frozenset((a, b)) not in trained,
+                }
             geo = report["geometry"]
             geo.setdefault("modality_gap", {})[f"{a}|{b}"] = modality_gap(ea, eb)
             both, ia, ib = torch_intersect(ra, rb)
             if both > 1:
                 geo.setdefault("alignment", {})[f"{a}|{b}"] = alignment(ea[ia], eb[ib])
     report["geometry"]["uniformity"] = {
-        m: uniformity(e, max_samples=config.eval.max_uniformity_samples) for m, (e, _) in
-        emb.items()}
+        m: uniformity(e, max_samples=config.eval.max_uniformity_samples)
+        for m, (e, _) in emb.items()
+    }
     return report
 
 
@@ -106,12 +121,24 @@ def torch_intersect(ra: torch.Tensor, rb: torch.Tensor) -> tuple[int, torch.Tens
     return int(common.numel()), torch.searchsorted(ra, common), torch.searchsorted(rb, common)
 
 
-def evaluate_sources(space: Space, sources: list[Source], *, progress: bool = True,
-                     skip_bad: bool = False, name: str = "eval") -> dict[str, Any]:
+def evaluate_sources(
+    space: Space,
+    sources: list[Source],
+    *,
+    progress: bool = True,
+    skip_bad: bool = False,
+    name: str = "eval",
+) -> dict[str, Any]:
     from anybind.recipes.data import build_dataset
 
-    dataset, report = build_dataset(sources, space.config, space.modalities, skip_bad=skip_bad,
-                                    progress=progress, description=f"loading {name} data")
+    dataset, report = build_dataset(
+        sources,
+        space.config,
+        space.modalities,
+        skip_bad=skip_bad,
+        progress=progress,
+        description=f"loading {name} data",
+    )
     result = evaluate_space(space, dataset, progress=progress, name=name)
     result["skipped_samples"] = report.skipped
     result["skip_reasons"] = report.reasons

@@ -24,13 +24,23 @@ def print_report(reports: dict[str, dict[str, Any]], console: Console | None = N
         for m, r in report.get("zero_shot", {}).items():
             worst = min(r["per_class_recall"].items(), key=lambda kv: kv[1], default=("-", 0))
             top5 = next((v for k, v in r.items() if k.startswith("top") and k != "top1"), None)
-            zs.add_row(data, m, str(r["n"]), f"{100 * r['top1']:.1f}%",
-                       f"{100 * top5:.1f}%" if top5 is not None else "-",
-                       f"{worst[0]} {100 * worst[1]:.0f}%")
+            zs.add_row(
+                data,
+                m,
+                str(r["n"]),
+                f"{100 * r['top1']:.1f}%",
+                f"{100 * top5:.1f}%" if top5 is not None else "-",
+                f"{worst[0]} {100 * worst[1]:.0f}%",
+            )
         for pair, r in report.get("retrieval", {}).items():
-            rt.add_row(data, pair.replace("->", " → "), f"{100 * r['R@1']:.1f}",
-                       f"{100 * r['R@5']:.1f}", f"{100 * r['R@10']:.1f}",
-                       "no (emergent)" if r["emergent"] else "yes")
+            rt.add_row(
+                data,
+                pair.replace("->", " → "),
+                f"{100 * r['R@1']:.1f}",
+                f"{100 * r['R@5']:.1f}",
+                f"{100 * r['R@10']:.1f}",
+                "no (emergent)" if r["emergent"] else "yes",
+            )
         g = report.get("geometry", {})
         for pair, gap in g.get("modality_gap", {}).items():
             al = g.get("alignment", {}).get(pair)

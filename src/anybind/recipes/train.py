@@ -60,7 +60,8 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
     if use_bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -83,8 +84,10 @@ def param_groups(space: Space, weight_decay: float) -> list[dict[str, Any]]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or name.endswith("logit_scale") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def seed_everything(seed: int) -> None:
@@ -93,9 +96,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] | None = None,
-          resume: bool = False, skip_bad: bool | None = None, progress: bool = True,
-          dataset: MultiModalDataset | None = None) -> TrainSummary:
+def train(
+    config: Config | str | Path,
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    skip_bad: bool | None = None,
+    progress: bool = True,
+    dataset: MultiModalDataset | None = None,
+) -> TrainSummary:
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     out = Path(out)
@@ -103,8 +113,9 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
     if resume and saved.is_file() and load_config(saved).model_dump() != config.model_dump():
         raise ConfigError("--resume needs the same config as the interrupted run", file=str(saved))
     if not resume and saved.is_file():
-        raise AnybindError(f"{out} already holds a run: pass --resume to continue it, or choose "
-                           "another --out")
+        raise AnybindError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
     started = time.perf_counter()
     seed = config.train.seed
     seed_everything(seed)
@@ -112,10 +123,14 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
 
     space = Space(config)
     if dataset is None:
-        dataset, report = build_dataset(config.data.train, config, space.modalities,
-                                        skip_bad=config.data.skip_bad if skip_bad is None
-                                        else skip_bad, progress=progress,
-                                        description="loading training data")
+        dataset, report = build_dataset(
+            config.data.train,
+            config,
+            space.modalities,
+            skip_bad=config.data.skip_bad if skip_bad is None else skip_bad,
+            progress=progress,
+            description="loading training data",
+        )
         skipped = report.skipped
     else:
         skipped = 0
@@ -129,11 +144,14 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
     objective = build_objective(config)
     space.to(device)
     objective.to(device)
-    optimizer = torch.optim.AdamW(param_groups(space, config.optim.weight_decay)
-                                  + objective_param_groups(objective),
-                                  lr=config.optim.lr, betas=config.optim.betas)
+    optimizer = torch.optim.AdamW(
+        param_groups(space, config.optim.weight_decay) + objective_param_groups(objective),
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.optim.warmup_steps, total))
+        optimizer, warmup_cosine(config.optim.warmup_steps, total)
+    )
 
     step, resumed_from = 0, None
     ckpt_root = out / "checkpoints"
@@ -151,8 +169,9 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
     seen, tick = 0, time.perf_counter()
     fields = "loss {task.fields[loss]:.4f}"
     with progress_bar("samples", disable=not progress, transient=False, fields=fields) as bar:
-        task = bar.add_task("training", total=total * batch_size, completed=step * batch_size,
-                            loss=float("nan"))
+        task = bar.add_task(
+            "training", total=total * batch_size, completed=step * batch_size, loss=float("nan")
+        )
         while step < total:
             epoch, within = divmod(step, per_epoch)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
@@ -160,8 +179,7 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
             torch.manual_seed(seed * 1_000_003 + step)
             batch = to_device(augment(dataset.batch(indices), space, config), device)
             optimizer.zero_grad(set_to_none=True)
-            loss, terms = forward_backward(space, objective, batch, config, device, step,
-                                           ckpt_root)
+            loss, terms = forward_backward(space, objective, batch, config, device, step, ckpt_root)
             if config.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(space.parameters(), config.optim.grad_clip)
             optimizer.step()
@@ -172,35 +190,56 @@ def train(config: Config | str | Path, out: str | Path, *, overrides: list[str] 
             bar.update(task, advance=len(indices), loss=losses[-1])
             if step % config.train.log_every == 0 or step == total:
                 now = time.perf_counter()
-                metrics.write(step, {
-                    "epoch": step / per_epoch, "loss": losses[-1],
-                    **{k: v.item() for k, v in terms.items()},
-                    "lr": schedule.get_last_lr()[0],
-                    "temperature": 1.0 / space.logit_scale().item(),
-                    "samples_per_s": seen / max(now - tick, 1e-9)})
+                metrics.write(
+                    step,
+                    {
+                        "epoch": step / per_epoch,
+                        "loss": losses[-1],
+                        **{k: v.item() for k, v in terms.items()},
+                        "lr": schedule.get_last_lr()[0],
+                        "temperature": 1.0 / space.logit_scale().item(),
+                        "samples_per_s": seen / max(now - tick, 1e-9),
+                    },
+                )
                 seen, tick = 0, now
             if step == kill_at:  # fault injection for the resume tests: die like a SIGKILL would
                 os.kill(os.getpid(), signal.SIGKILL)
             if step % config.train.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt_root, step, training_state(space, objective),
-                                {"optimizer": optimizer.state_dict(),
-                                 "scheduler": schedule.state_dict()},
-                                {"epoch": step / per_epoch}, keep=config.train.keep_checkpoints)
+                save_checkpoint(
+                    ckpt_root,
+                    step,
+                    training_state(space, objective),
+                    {"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict()},
+                    {"epoch": step / per_epoch},
+                    keep=config.train.keep_checkpoints,
+                )
     metrics.close()
     space.eval()
     save_space(space, out)
     wall = time.perf_counter() - started
-    summary = TrainSummary(steps=step, epochs=step / per_epoch,
-                           final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-                           samples_per_s=(len(losses) * batch_size) / max(wall, 1e-9), wall_s=wall,
-                           train_samples=n, skipped_samples=skipped, resumed_from=resumed_from)
+    summary = TrainSummary(
+        steps=step,
+        epochs=step / per_epoch,
+        final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        samples_per_s=(len(losses) * batch_size) / max(wall, 1e-9),
+        wall_s=wall,
+        train_samples=n,
+        skipped_samples=skipped,
+        resumed_from=resumed_from,
+    )
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
 
 
-def forward_backward(space: Space, objective: torch.nn.Module, batch: dict[str, Any],
-                     config: Config, device: torch.device, step: int, ckpt_root: Path
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def forward_backward(
+    space: Space,
+    objective: torch.nn.Module,
+    batch: dict[str, Any],
+    config: Config,
+    device: torch.device,
+    step: int,
+    ckpt_root: Path,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss terms of one batch and their gradients in `.grad`. With optim.micro_batches = k > 1
     the batch is embedded k rows-chunks at a time (GradCache): same loss over all in-batch
     negatives, activation memory of one chunk."""
@@ -213,14 +252,17 @@ def forward_backward(space: Space, objective: torch.nn.Module, batch: dict[str, 
     def loss_of(features: dict[str, torch.Tensor]) -> torch.Tensor:
         terms = objective(features, {k: masks[k] for k in features}, groups, space.logit_scale())
         if not terms:
-            raise TrainingError(f"step {step}: no modality pair is present in the batch; "
-                                "check objective.pairs against the data")
+            raise TrainingError(
+                f"step {step}: no modality pair is present in the batch; "
+                "check objective.pairs against the data"
+            )
         loss = torch.stack([v.float() for v in terms.values()]).sum()
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"step {step}: the loss is {loss.item()} (terms: "
                 f"{ {k: v.item() for k, v in terms.items()} }); stopped. The last good "
-                f"checkpoint is kept in {ckpt_root}. Lower optim.lr or check the data.")
+                f"checkpoint is kept in {ckpt_root}. Lower optim.lr or check the data."
+            )
         found.update(terms)
         return loss
 
@@ -237,12 +279,13 @@ def forward_backward(space: Space, objective: torch.nn.Module, batch: dict[str, 
     return loss.detach(), {name: v.detach() for name, v in found.items()}
 
 
-def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor
-               ) -> torch.Tensor:
+def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor) -> torch.Tensor:
     """Embeddings (len(rows), D) of one modality for some rows of a batch; zeros where absent."""
     data = batch[name]
-    sub = {name: [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows],
-           f"{name}_mask": batch[f"{name}_mask"][rows]}
+    sub = {
+        name: [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows],
+        f"{name}_mask": batch[f"{name}_mask"][rows],
+    }
     out = space(sub)
     if name in out:
         return out[name]
@@ -256,16 +299,21 @@ def objective_param_groups(objective: torch.nn.Module) -> list[dict[str, Any]]:
 
 
 def training_state(space: Space, objective: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {**space.persistent_state(),
-            **{f"objective.{k}": v for k, v in objective.state_dict().items()}}
+    return {
+        **space.persistent_state(),
+        **{f"objective.{k}": v for k, v in objective.state_dict().items()},
+    }
 
 
-def load_training_state(space: Space, objective: torch.nn.Module,
-                        weights: dict[str, torch.Tensor]) -> None:
-    objective.load_state_dict({k.removeprefix("objective."): v for k, v in weights.items()
-                               if k.startswith("objective.")})
-    space.load_persistent_state({k: v for k, v in weights.items()
-                                 if not k.startswith("objective.")})
+def load_training_state(
+    space: Space, objective: torch.nn.Module, weights: dict[str, torch.Tensor]
+) -> None:
+    objective.load_state_dict(
+        {k.removeprefix("objective."): v for k, v in weights.items() if k.startswith("objective.")}
+    )
+    space.load_persistent_state(
+        {k: v for k, v in weights.items() if not k.startswith("objective.")}
+    )
 
 
 def augment(batch: dict[str, Any], space: Space, config: Config) -> dict[str, Any]:
@@ -278,8 +326,10 @@ def augment(batch: dict[str, Any], space: Space, config: Config) -> dict[str, An
 def masked_captions(batch: dict[str, Any]) -> list[str] | None:
     if "text" not in batch:
         return None
-    return [t if present else None for t, present in
-            zip(batch["text"], batch["text_mask"].tolist(), strict=True)]
+    return [
+        t if present else None
+        for t, present in zip(batch["text"], batch["text_mask"].tolist(), strict=True)
+    ]
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -293,8 +343,11 @@ class MetricsLog:
     def __init__(self, out: Path, start_step: int):
         self.path = out / "metrics.jsonl"
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= start_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= start_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         self.file = self.path.open("a")
         from torch.utils.tensorboard import SummaryWriter

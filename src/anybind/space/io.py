@@ -20,8 +20,9 @@ def save_space(space: Space, run_dir: Path) -> None:
     save_weights(space.persistent_state(), run_dir / WEIGHTS)
 
 
-def load_space(run_dir: str | Path, *, weights: Path | None = None,
-               device: str | torch.device = "cpu") -> Space:
+def load_space(
+    run_dir: str | Path, *, weights: Path | None = None, device: str | torch.device = "cpu"
+) -> Space:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise AnybindError(f"{run_dir} is not a run folder (no {CONFIG})")

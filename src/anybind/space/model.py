@@ -60,13 +60,18 @@ class Space(nn.Module):
         for name, mc in config.modalities.items():
             modality = build_modality(mc.kind or name, mc.modality_options(name))
             encoder = build_encoder(mc.encoder_options(), modality)
-            projection = build_projection(mc.projection, encoder.embed_dim, config.space.dim,
-                                          key=f"modalities.{name}.projection")
+            projection = build_projection(
+                mc.projection,
+                encoder.embed_dim,
+                config.space.dim,
+                key=f"modalities.{name}.projection",
+            )
             towers[name] = Tower(modality, encoder, projection)
         self.towers = nn.ModuleDict(towers)
         init = math.log(1.0 / config.space.init_temperature)
-        self.log_logit_scale = nn.Parameter(torch.tensor(init),
-                                            requires_grad=config.space.learn_temperature)
+        self.log_logit_scale = nn.Parameter(
+            torch.tensor(init), requires_grad=config.space.learn_temperature
+        )
         self.apply_freezing()
 
     @property
@@ -109,8 +114,11 @@ class Space(nn.Module):
     def external_prefixes(self) -> list[str]:
         """State-dict prefixes not stored in run folders: frozen pretrained encoders, which are
         reloaded from their `path` (saves ~90 MB per checkpoint for MiniLM)."""
-        return [f"towers.{name}.encoder." for name, mc in self.config.modalities.items()
-                if mc.freeze_encoder and getattr(self.towers[name].encoder, "pretrained", False)]
+        return [
+            f"towers.{name}.encoder."
+            for name, mc in self.config.modalities.items()
+            if mc.freeze_encoder and getattr(self.towers[name].encoder, "pretrained", False)
+        ]
 
     def persistent_state(self) -> dict[str, torch.Tensor]:
         skip = tuple(self.external_prefixes())
@@ -121,8 +129,9 @@ class Space(nn.Module):
         skip = tuple(self.external_prefixes())
         missing = [k for k in missing if not (skip and k.startswith(skip))]
         if missing or unexpected:
-            raise AnybindError(f"weights do not fit the config: missing {missing[:5]}, "
-                               f"unexpected {unexpected[:5]}")
+            raise AnybindError(
+                f"weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
 
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Scaled cosine logits between two sets of unit-norm embeddings: (Na, Nb)."""

@@ -52,13 +52,16 @@ def test_wrong_type_names_the_key(tmp_path, tiny_npz):
     assert err.value.key == "optim.lr"
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (["objective.pairs=anchor"], "objective.anchor"),
-    (["objective.anchor=audio"], "objective.anchor"),
-    (["optim.epochs=3"], "optim.epochs and optim.steps"),
-    (["modalities.image.encoder.type=audio_cnn"], "modalities.image.encoder.type"),
-    (["modalities.text.encoder.type=nonesuch"], "nonesuch"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["objective.pairs=anchor"], "objective.anchor"),
+        (["objective.anchor=audio"], "objective.anchor"),
+        (["optim.epochs=3"], "optim.epochs and optim.steps"),
+        (["modalities.image.encoder.type=audio_cnn"], "modalities.image.encoder.type"),
+        (["modalities.text.encoder.type=nonesuch"], "nonesuch"),
+    ],
+)
 def test_impossible_combinations_are_errors(tmp_path, tiny_npz, overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         load_config(write(tmp_path, tiny_config(tiny_npz)), overrides)
@@ -66,16 +69,17 @@ def test_impossible_combinations_are_errors(tmp_path, tiny_npz, overrides, fragm
 
 def test_audio_encoder_needing_waveforms_rejects_log_mel(tiny_npz):
     data = tiny_config(tiny_npz)
-    data["modalities"]["audio"] = {"options": {"representation": "log_mel"},
-                                   "encoder": {"type": "hf_audio", "path": "/nowhere"}}
+    data["modalities"]["audio"] = {
+        "options": {"representation": "log_mel"},
+        "encoder": {"type": "hf_audio", "path": "/nowhere"},
+    }
     with pytest.raises(ConfigError, match="waveform"):
         config_from_dict(data)
 
 
 def test_dotted_overrides_set_nested_values_and_list_items(tiny_npz):
     data = tiny_config(tiny_npz)
-    out = apply_overrides(data, ["optim.lr=1e-3", "data.train.0.label_key=y",
-                                 "space.dim=32"])
+    out = apply_overrides(data, ["optim.lr=1e-3", "data.train.0.label_key=y", "space.dim=32"])
     assert out["optim"]["lr"] == 1e-3 and out["space"]["dim"] == 32
     assert out["data"]["train"][0]["label_key"] == "y"
     assert data["optim"]["lr"] == 0.003  # the input is not mutated

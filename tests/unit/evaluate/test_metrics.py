@@ -17,8 +17,13 @@ def _unit(n: int, d: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(n, d, generator=gen), dim=1)
 
 
-def _naive_recall(queries: torch.Tensor, keys: torch.Tensor, query_ids: list[int],
-                  key_ids: list[int], ks: tuple[int, ...]) -> dict[str, float]:
+def _naive_recall(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    query_ids: list[int],
+    key_ids: list[int],
+    ks: tuple[int, ...],
+) -> dict[str, float]:
     q, k = queries.double().tolist(), keys.double().tolist()
     hits = dict.fromkeys(ks, 0)
     for i, qi in enumerate(q):
@@ -59,8 +64,7 @@ def test_recall_at_k_when_k_exceeds_the_number_of_keys() -> None:
     queries, keys = _unit(12, 4, 5), _unit(4, 4, 6)
     query_ids = torch.tensor([0, 1, 2, 3, 9] * 2 + [0, 9])
     key_ids = torch.arange(4)
-    got = recall_at_k(queries, keys, query_ids=query_ids, key_ids=key_ids, ks=(1, 4, 10),
-                      chunk=5)
+    got = recall_at_k(queries, keys, query_ids=query_ids, key_ids=key_ids, ks=(1, 4, 10), chunk=5)
     want = _naive_recall(queries, keys, query_ids.tolist(), key_ids.tolist(), (1, 4, 10))
     assert got == pytest.approx(want, abs=1e-12)
     # every query whose id exists among the keys is found once all keys are returned
@@ -74,12 +78,16 @@ def test_recall_at_k_hand_computed_case() -> None:
     query_ids = torch.tensor([1, 1, 7])
     key_ids = torch.tensor([0, 1, 7])
     got = recall_at_k(queries, keys, query_ids=query_ids, key_ids=key_ids, ks=(1, 2, 3))
-    assert got == {"R@1": pytest.approx(2 / 3), "R@2": pytest.approx(1.0),
-                   "R@3": pytest.approx(1.0)}
+    assert got == {
+        "R@1": pytest.approx(2 / 3),
+        "R@2": pytest.approx(1.0),
+        "R@3": pytest.approx(1.0),
+    }
 
 
-def _naive_zero_shot(emb: torch.Tensor, labels: list[int], classes: torch.Tensor
-                     ) -> tuple[float, float, dict[int, float], list[list[int]], int]:
+def _naive_zero_shot(
+    emb: torch.Tensor, labels: list[int], classes: torch.Tensor
+) -> tuple[float, float, dict[int, float], list[list[int]], int]:
     e, c = emb.double().tolist(), classes.double().tolist()
     top1 = top5 = n = 0
     per_class_hits: dict[int, list[int]] = {}
@@ -113,8 +121,9 @@ def test_zero_shot_equals_brute_force() -> None:
     assert got["top1"] == pytest.approx(top1, abs=1e-6)
     assert got["top5"] == pytest.approx(top5, abs=1e-6)
     assert 0 < top1 < top5 < 1
-    assert got["per_class_recall"] == pytest.approx({names[y]: r for y, r in per_class.items()},
-                                                    abs=1e-6)
+    assert got["per_class_recall"] == pytest.approx(
+        {names[y]: r for y, r in per_class.items()}, abs=1e-6
+    )
     assert "c4" not in got["per_class_recall"]
     assert got["confusion"] == confusion
 
@@ -136,8 +145,10 @@ def test_ensemble_is_the_normalised_mean_of_normalised_prompts() -> None:
     prompts = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64) * 3
     got = ensemble(prompts)
     for c in range(4):
-        mean = [sum(p[d] / math.sqrt(sum(v * v for v in p)) for p in prompts[c].tolist()) / 3
-                for d in range(5)]
+        mean = [
+            sum(p[d] / math.sqrt(sum(v * v for v in p)) for p in prompts[c].tolist()) / 3
+            for d in range(5)
+        ]
         norm = math.sqrt(sum(v * v for v in mean))
         assert got[c].tolist() == pytest.approx([v / norm for v in mean], abs=1e-12)
 
@@ -156,8 +167,13 @@ def test_modality_gap_is_the_distance_between_centroids() -> None:
 @pytest.mark.parametrize("alpha", [2.0, 1.0])
 def test_alignment_is_the_mean_powered_pair_distance(alpha: float) -> None:
     x, y = _unit(25, 6, 15), _unit(25, 6, 16)
-    want = sum(math.sqrt(sum((p - q) ** 2 for p, q in zip(xi, yi, strict=True))) ** alpha
-               for xi, yi in zip(x.double().tolist(), y.double().tolist(), strict=True)) / 25
+    want = (
+        sum(
+            math.sqrt(sum((p - q) ** 2 for p, q in zip(xi, yi, strict=True))) ** alpha
+            for xi, yi in zip(x.double().tolist(), y.double().tolist(), strict=True)
+        )
+        / 25
+    )
     assert alignment(x, y, alpha=alpha) == pytest.approx(want, rel=1e-5)
     assert alignment(x, x, alpha=alpha) == pytest.approx(0.0, abs=1e-12)
 
@@ -199,4 +215,5 @@ def test_uniformity_subsamples_reproducibly_above_max_samples() -> None:
     assert uniformity(x, max_samples=25, seed=3) == got
     assert uniformity(x, max_samples=25, seed=4) != pytest.approx(got, rel=1e-6)
     assert uniformity(x, max_samples=60) == pytest.approx(
-        _naive_uniformity(x.double().tolist()), rel=1e-9)
+        _naive_uniformity(x.double().tolist()), rel=1e-9
+    )

@@ -26,15 +26,36 @@ def _sine(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarra
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def _reference_log_mel(wave: np.ndarray, sample_rate: int, n_fft: int, hop: int, n_mels: int,
-                       f_min: float, f_max: float) -> np.ndarray:
+def _reference_log_mel(
+    wave: np.ndarray,
+    sample_rate: int,
+    n_fft: int,
+    hop: int,
+    n_mels: int,
+    f_min: float,
+    f_max: float,
+) -> np.ndarray:
     window = window_function(n_fft, "hann", periodic=True)  # == torch.hann_window (periodic)
-    filters = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels,
-                              min_frequency=f_min, max_frequency=f_max,
-                              sampling_rate=sample_rate, norm="slaney", mel_scale="slaney")
-    mel = spectrogram(wave.astype(np.float64), window, frame_length=n_fft, hop_length=hop,
-                      power=2.0, center=False, mel_filters=filters, mel_floor=1e-300,
-                      dtype=np.float64)
+    filters = mel_filter_bank(
+        num_frequency_bins=n_fft // 2 + 1,
+        num_mel_filters=n_mels,
+        min_frequency=f_min,
+        max_frequency=f_max,
+        sampling_rate=sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    mel = spectrogram(
+        wave.astype(np.float64),
+        window,
+        frame_length=n_fft,
+        hop_length=hop,
+        power=2.0,
+        center=False,
+        mel_filters=filters,
+        mel_floor=1e-300,
+        dtype=np.float64,
+    )
     return np.log(mel + 1e-6)
 
 
@@ -104,8 +125,11 @@ def test_log_mel_equals_the_transformers_reference() -> None:
     n = (64 - 1) * 128 + 256  # exactly the samples the frames cover: no padding, no crop
     rng = np.random.default_rng(2)
     t = np.arange(n) / 8000
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)
-            + 0.05 * rng.standard_normal(n)).astype(np.float32)
+    wave = (
+        0.3 * np.sin(2 * np.pi * 440 * t)
+        + 0.2 * np.sin(2 * np.pi * 2500 * t)
+        + 0.05 * rng.standard_normal(n)
+    ).astype(np.float32)
     out = audio.load(wave)
     assert out.dtype == torch.float32 and out.shape == (40, 64)
     ref = _reference_log_mel(wave, 8000, 256, 128, 40, 20.0, 4000.0)
@@ -113,8 +137,15 @@ def test_log_mel_equals_the_transformers_reference() -> None:
 
 
 def test_log_mel_reference_with_other_options() -> None:
-    opts = {"sample_rate": 16000, "n_mels": 64, "n_fft": 512, "hop_length": 160, "frames": 20,
-            "f_min": 50.0, "f_max": 7000.0}
+    opts = {
+        "sample_rate": 16000,
+        "n_mels": 64,
+        "n_fft": 512,
+        "hop_length": 160,
+        "frames": 20,
+        "f_min": 50.0,
+        "f_max": 7000.0,
+    }
     audio = build_modality("audio", opts)
     n = (20 - 1) * 160 + 512
     wave = np.random.default_rng(3).uniform(-0.5, 0.5, n).astype(np.float32)
@@ -128,8 +159,9 @@ def test_log_mel_of_silence_is_the_floor() -> None:
     torch.testing.assert_close(build_modality("audio").placeholder(), out)
 
 
-def _click_frames(audio_opts: dict, clip_len: int, click_at: int, amp: float = 0.8
-                  ) -> tuple[torch.Tensor, dict[int, float]]:
+def _click_frames(
+    audio_opts: dict, clip_len: int, click_at: int, amp: float = 0.8
+) -> tuple[torch.Tensor, dict[int, float]]:
     """Load a clip with one impulse; return the log-mel and, per frame that sees the click, the
     expected power per frequency bin (amp · window[position])²."""
     audio = build_modality("audio", audio_opts)
@@ -156,9 +188,15 @@ def test_a_short_click_in_the_middle_lands_in_the_middle_frames() -> None:
     energy = (out - FLOOR).sum(dim=0)
     assert set(torch.nonzero(energy > 1e-3).flatten().tolist()) == {31, 32}
     # an impulse has a flat power spectrum: mel = sum of each filter × (amp·w[pos])²
-    filters = mel_filter_bank(num_frequency_bins=129, num_mel_filters=40, min_frequency=20,
-                              max_frequency=4000, sampling_rate=8000, norm="slaney",
-                              mel_scale="slaney")
+    filters = mel_filter_bank(
+        num_frequency_bins=129,
+        num_mel_filters=40,
+        min_frequency=20,
+        max_frequency=4000,
+        sampling_rate=8000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     for f, power in expected.items():
         ref = np.log(filters.sum(axis=0) * power + 1e-6)
         np.testing.assert_allclose(out[:, f].numpy(), ref, rtol=0, atol=1e-4)
@@ -174,8 +212,9 @@ def test_click_at_the_start_of_a_short_clip_is_placed_by_centring() -> None:
 
 
 def test_a_long_clip_is_centre_cropped() -> None:
-    audio = build_modality("audio", {"sample_rate": 8000, "n_fft": 256, "hop_length": 128,
-                                     "frames": 64})
+    audio = build_modality(
+        "audio", {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "frames": 64}
+    )
     n = 8320
     clip = np.zeros(20000, np.float32)
     clip[10000] = 0.8  # the middle of the clip → 10000 - (20000 - 8320) // 2 = 4160
@@ -187,8 +226,9 @@ def test_a_long_clip_is_centre_cropped() -> None:
 
 
 def test_waveform_representation_has_max_seconds_times_rate_samples() -> None:
-    audio = build_modality("audio", {"sample_rate": 8000, "representation": "waveform",
-                                     "max_seconds": 0.5})
+    audio = build_modality(
+        "audio", {"sample_rate": 8000, "representation": "waveform", "max_seconds": 0.5}
+    )
     short = np.random.default_rng(4).uniform(-1, 1, 1000).astype(np.float32)
     out = audio.load(short)
     assert out.shape == (4000,) and out.dtype == torch.float32
@@ -246,8 +286,9 @@ def test_missing_file_and_bad_inputs_raise_data_error(tmp_path: Path) -> None:
 def _log_mel_batch() -> torch.Tensor:
     audio = build_modality("audio", {"frames": 32})
     rng = np.random.default_rng(7)
-    return torch.stack([audio.load(rng.uniform(-0.5, 0.5, 4000).astype(np.float32))
-                        for _ in range(3)])
+    return torch.stack(
+        [audio.load(rng.uniform(-0.5, 0.5, 4000).astype(np.float32)) for _ in range(3)]
+    )
 
 
 def test_log_mel_augment_keeps_shape_stays_finite_and_is_seed_reproducible() -> None:
@@ -278,8 +319,9 @@ def test_augment_of_silence_stays_finite() -> None:
 def test_waveform_augment_keeps_shape_and_is_seed_reproducible() -> None:
     audio = build_modality("audio", {"representation": "waveform", "max_seconds": 0.25})
     rng = np.random.default_rng(8)
-    batch = torch.stack([audio.load(rng.uniform(-0.5, 0.5, 2000).astype(np.float32))
-                         for _ in range(4)])
+    batch = torch.stack(
+        [audio.load(rng.uniform(-0.5, 0.5, 2000).astype(np.float32)) for _ in range(4)]
+    )
     torch.manual_seed(5)
     a = audio.augment(batch)
     torch.manual_seed(5)

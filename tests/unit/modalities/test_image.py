@@ -55,11 +55,13 @@ def test_uint8_is_divided_by_255_and_floats_by_input_max() -> None:
     np.testing.assert_allclose(as_uint8[0].numpy(), raw / 255.0, rtol=0, atol=1e-7)
     # the same values as float with input_max=16 (the UCI digits): divided by 16, not by 255
     as_float = build_modality("image", {"size": (8, 8), "input_max": 16}).load(
-        raw.astype(np.float64))
+        raw.astype(np.float64)
+    )
     np.testing.assert_allclose(as_float[0].numpy(), raw / 16.0, rtol=0, atol=1e-7)
     # input_max is ignored for uint8 (always / 255)
     uint8_with_max = build_modality("image", {"size": (8, 8), "input_max": 16}).load(
-        raw.astype(np.uint8))
+        raw.astype(np.uint8)
+    )
     np.testing.assert_array_equal(uint8_with_max.numpy(), as_uint8.numpy())
 
 
@@ -84,13 +86,23 @@ def test_rgba_drops_alpha() -> None:
 def test_resize_matches_torch_antialiased_bilinear() -> None:
     array = _rng(6).uniform(0, 1, size=(3, 20, 30)).astype(np.float32)
     out = build_modality("image", {"size": (8, 12), "channels": 3}).load(array)
-    reference = F.interpolate(torch.from_numpy(array)[None].double(), size=(8, 12),
-                              mode="bilinear", antialias=True, align_corners=False)[0]
+    reference = F.interpolate(
+        torch.from_numpy(array)[None].double(),
+        size=(8, 12),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0]
     assert out.shape == (3, 8, 12)
     np.testing.assert_allclose(out.numpy(), reference.clamp(0, 1).numpy(), atol=1e-6)
     # antialiasing really happens: differs from plain bilinear on a noisy image
-    plain = F.interpolate(torch.from_numpy(array)[None].double(), size=(8, 12),
-                          mode="bilinear", antialias=False, align_corners=False)[0]
+    plain = F.interpolate(
+        torch.from_numpy(array)[None].double(),
+        size=(8, 12),
+        mode="bilinear",
+        antialias=False,
+        align_corners=False,
+    )[0]
     assert float((out.double() - plain).abs().max()) > 1e-2
 
 
@@ -182,8 +194,16 @@ def test_out_of_range_npy_file_names_the_file(tmp_path: Path) -> None:
     _assert_names(exc, str(path))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 3, 4, 5)), np.zeros((5, 5, 5)), np.zeros((0, 4)),
-                                 np.array([["a"]]), np.zeros((4, 4), dtype=bool)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 3, 4, 5)),
+        np.zeros((5, 5, 5)),
+        np.zeros((0, 4)),
+        np.array([["a"]]),
+        np.zeros((4, 4), dtype=bool),
+    ],
+)
 def test_bad_shapes_and_dtypes_raise_data_error(bad: np.ndarray) -> None:
     with pytest.raises(DataError) as exc:
         build_modality("image").load(bad, source="arr")

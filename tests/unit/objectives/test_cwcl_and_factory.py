@@ -32,7 +32,8 @@ def naive_cwcl(x: torch.Tensor, v: torch.Tensor, scale: float) -> float:
     for j in range(n):
         lse = math.log(sum(math.exp(logits[i][j]) for i in range(n)))
         cols += -sum(w[i][j] * (logits[i][j] - lse) for i in range(n)) / sum(
-            w[i][j] for i in range(n))
+            w[i][j] for i in range(n)
+        )
     return (rows / n + cols / n) / 2
 
 
@@ -51,29 +52,35 @@ def test_weighted_info_nce_with_group_weights_is_info_nce():
     same = (groups[:, None] == groups[None, :]).float()
     scale = torch.tensor(5.0)
     assert weighted_info_nce(a, b, scale, same).item() == pytest.approx(
-        info_nce(a, b, scale, groups).item(), rel=1e-6)
+        info_nce(a, b, scale, groups).item(), rel=1e-6
+    )
 
 
 def test_cwcl_gives_no_gradient_to_the_anchor():
     x = F.normalize(torch.randn(6, 4), dim=1).requires_grad_()
     v = F.normalize(torch.randn(6, 4), dim=1).requires_grad_()
     module = CWCL([("image", "text")], anchor="text")
-    terms = module({"image": x, "text": v}, {"image": torch.ones(6, dtype=torch.bool),
-                                            "text": torch.ones(6, dtype=torch.bool)},
-                   None, torch.tensor(2.0))
+    terms = module(
+        {"image": x, "text": v},
+        {"image": torch.ones(6, dtype=torch.bool), "text": torch.ones(6, dtype=torch.bool)},
+        None,
+        torch.tensor(2.0),
+    )
     terms["image~text_loss"].backward()
     # the anchor still gets the gradient of the logits, but none through the weights:
-    weights_only = torch.autograd.grad(
-        cwcl_loss(x.detach(), v, torch.tensor(2.0)), v)[0]
+    weights_only = torch.autograd.grad(cwcl_loss(x.detach(), v, torch.tensor(2.0)), v)[0]
     assert torch.allclose(v.grad, weights_only)
 
 
-@pytest.mark.parametrize("changes, kind", [
-    ({}, "InfoNCE"),
-    ({"objective.type": "cwcl", "objective.anchor": "text"}, "CWCL"),
-    ({"objective.type": "siglip"}, "SigLIP"),
-    ({"objective.type": "symile"}, "Symile"),
-])
+@pytest.mark.parametrize(
+    "changes, kind",
+    [
+        ({}, "InfoNCE"),
+        ({"objective.type": "cwcl", "objective.anchor": "text"}, "CWCL"),
+        ({"objective.type": "siglip"}, "SigLIP"),
+        ({"objective.type": "symile"}, "Symile"),
+    ],
+)
 def test_the_config_selects_the_objective(tiny_npz, changes, kind):
     config = config_from_dict(tiny_config(tiny_npz, **changes))
     assert type(build_objective(config)).__name__ == kind
@@ -94,11 +101,17 @@ def test_objective_options_that_do_not_fit_the_type_are_errors(tiny_npz):
     from anybind.errors import ConfigError
 
     with pytest.raises(ConfigError, match="objective.tiled"):
-        config_from_dict(tiny_config(tiny_npz, **{"objective.type": "cwcl",
-                                                  "objective.anchor": "text",
-                                                  "objective.tiled": True}))
+        config_from_dict(
+            tiny_config(
+                tiny_npz,
+                **{"objective.type": "cwcl", "objective.anchor": "text", "objective.tiled": True},
+            )
+        )
     with pytest.raises(ConfigError, match="objective.anchor"):
         config_from_dict(tiny_config(tiny_npz, **{"objective.type": "cwcl"}))
     with pytest.raises(ConfigError, match="symile_modalities"):
-        config_from_dict(tiny_config(tiny_npz, **{"objective.type": "symile",
-                                                  "objective.symile_modalities": ["image"]}))
+        config_from_dict(
+            tiny_config(
+                tiny_npz, **{"objective.type": "symile", "objective.symile_modalities": ["image"]}
+            )
+        )

@@ -11,14 +11,17 @@ import torch.nn.functional as F
 from anybind.objectives import InfoNCE, group_ids, info_nce, positive_targets
 
 
-def _naive_loss(a: list[list[float]], b: list[list[float]], scale: float,
-                groups: list[int] | None) -> float:
+def _naive_loss(
+    a: list[list[float]], b: list[list[float]], scale: float, groups: list[int] | None
+) -> float:
     """Plain Python, float64: mean over a-queries and over b-queries of the cross-entropy whose
     target is uniform over the samples of the query's group."""
     n = len(a)
     groups = list(range(n)) if groups is None else groups
-    logits = [[scale * sum(x * y for x, y in zip(a[i], b[j], strict=True)) for j in range(n)]
-              for i in range(n)]
+    logits = [
+        [scale * sum(x * y for x, y in zip(a[i], b[j], strict=True)) for j in range(n)]
+        for i in range(n)
+    ]
 
     def direction(score: list[list[float]]) -> float:  # score[q][k]: query q, key k
         total = 0.0
@@ -33,8 +36,9 @@ def _naive_loss(a: list[list[float]], b: list[list[float]], scale: float,
     return (direction(logits) + direction(transposed)) / 2
 
 
-def _naive_loss_torch(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
-                      groups: list[int]) -> torch.Tensor:
+def _naive_loss_torch(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, groups: list[int]
+) -> torch.Tensor:
     """The same double loop in float64 torch scalars, for autograd."""
     n = a.shape[0]
     logits = [[scale * (a[i] * b[j]).sum() for j in range(n)] for i in range(n)]
@@ -71,8 +75,9 @@ def test_info_nce_on_unnormalised_inputs_equals_the_naive_loss() -> None:
     groups = torch.tensor([5, 5, 1, 5, 1, 9])
     got = info_nce(a, b, torch.tensor(3.0, dtype=torch.float64), groups)
     # float64 inputs; the targets (1/3 here) are built in float32, hence rel 1e-7
-    assert float(got) == pytest.approx(_naive_loss(a.tolist(), b.tolist(), 3.0,
-                                                   groups.tolist()), rel=1e-7)
+    assert float(got) == pytest.approx(
+        _naive_loss(a.tolist(), b.tolist(), 3.0, groups.tolist()), rel=1e-7
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -88,8 +93,9 @@ def test_without_groups_it_is_the_clip_loss(seed: int) -> None:
     # all-distinct groups are the same as no groups
     distinct = torch.randperm(n, generator=gen) * 7
     torch.testing.assert_close(info_nce(a, b, scale, distinct), clip, rtol=1e-5, atol=1e-6)
-    assert float(clip) == pytest.approx(_naive_loss(a.double().tolist(), b.double().tolist(),
-                                                    14.3, None), rel=1e-5)
+    assert float(clip) == pytest.approx(
+        _naive_loss(a.double().tolist(), b.double().tolist(), 14.3, None), rel=1e-5
+    )
 
 
 def test_known_values() -> None:
@@ -135,8 +141,7 @@ def test_naive_torch_and_naive_python_agree() -> None:
     a, b = _unit(5, 3, gen), _unit(5, 3, gen)
     groups = [0, 1, 0, 2, 1]
     torch_value = float(_naive_loss_torch(a, b, torch.tensor(4.0, dtype=torch.float64), groups))
-    assert torch_value == pytest.approx(_naive_loss(a.tolist(), b.tolist(), 4.0, groups),
-                                        rel=1e-12)
+    assert torch_value == pytest.approx(_naive_loss(a.tolist(), b.tolist(), 4.0, groups), rel=1e-12)
 
 
 def test_permuting_the_batch_leaves_the_loss_unchanged() -> None:
@@ -148,8 +153,9 @@ def test_permuting_the_batch_leaves_the_loss_unchanged() -> None:
     base = info_nce(a, b, scale, groups)
     for _ in range(3):
         p = torch.randperm(n, generator=gen)
-        torch.testing.assert_close(info_nce(a[p], b[p], scale, groups[p]), base,
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            info_nce(a[p], b[p], scale, groups[p]), base, rtol=1e-12, atol=1e-12
+        )
     # but permuting only one side breaks the pairing and changes the loss
     p = torch.roll(torch.arange(n), 1)
     assert abs(float(info_nce(a, b[p], scale, groups)) - float(base)) > 1e-3
@@ -174,21 +180,26 @@ def _features(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
 def test_infonce_module_uses_only_rows_where_both_are_present() -> None:
     gen = torch.Generator().manual_seed(5)
     features = _features(8, gen)
-    masks = {"image": torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool),
-             "text": torch.tensor([1, 0, 1, 1, 1, 1, 0, 1], dtype=torch.bool),
-             "audio": torch.tensor([0, 1, 0, 0, 0, 1, 0, 0], dtype=torch.bool)}
+    masks = {
+        "image": torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool),
+        "text": torch.tensor([1, 0, 1, 1, 1, 1, 0, 1], dtype=torch.bool),
+        "audio": torch.tensor([0, 1, 0, 0, 0, 1, 0, 0], dtype=torch.bool),
+    }
     groups = torch.tensor([0, 1, 0, 2, 0, 1, 2, 2])
     scale = torch.tensor(10.0)
-    loss = InfoNCE([("image", "text"), ("image", "audio"), ("text", "audio"),
-                    ("image", "smell")])
+    loss = InfoNCE([("image", "text"), ("image", "audio"), ("text", "audio"), ("image", "smell")])
     terms = loss(features, masks, groups, scale)
     # image~audio shares one row only (index 1), text~audio one (index 5); smell is absent
     assert set(terms) == {"image~text_loss"}
     rows = [0, 3, 4, 7]  # image & text
     expected = info_nce(features["image"][rows], features["text"][rows], scale, groups[rows])
     torch.testing.assert_close(terms["image~text_loss"], expected, rtol=0, atol=0)
-    naive = _naive_loss(features["image"][rows].double().tolist(),
-                        features["text"][rows].double().tolist(), 10.0, groups[rows].tolist())
+    naive = _naive_loss(
+        features["image"][rows].double().tolist(),
+        features["text"][rows].double().tolist(),
+        10.0,
+        groups[rows].tolist(),
+    )
     assert float(terms["image~text_loss"]) == pytest.approx(naive, rel=1e-5)
     # the absent rows' features do not matter
     poisoned = {m: f.clone() for m, f in features.items()}
@@ -201,16 +212,20 @@ def test_infonce_module_uses_only_rows_where_both_are_present() -> None:
 def test_infonce_module_without_groups_and_with_two_rows() -> None:
     gen = torch.Generator().manual_seed(6)
     features = _features(4, gen)
-    masks = {"image": torch.tensor([1, 1, 1, 0], dtype=torch.bool),
-             "text": torch.tensor([0, 1, 1, 1], dtype=torch.bool),
-             "audio": torch.ones(4, dtype=torch.bool)}
+    masks = {
+        "image": torch.tensor([1, 1, 1, 0], dtype=torch.bool),
+        "text": torch.tensor([0, 1, 1, 1], dtype=torch.bool),
+        "audio": torch.ones(4, dtype=torch.bool),
+    }
     scale = torch.tensor(3.0)
     terms = InfoNCE([("image", "text"), ("text", "audio")])(features, masks, None, scale)
     assert set(terms) == {"image~text_loss", "text~audio_loss"}
-    torch.testing.assert_close(terms["image~text_loss"],
-                               info_nce(features["image"][1:3], features["text"][1:3], scale))
-    torch.testing.assert_close(terms["text~audio_loss"],
-                               info_nce(features["text"][1:], features["audio"][1:], scale))
+    torch.testing.assert_close(
+        terms["image~text_loss"], info_nce(features["image"][1:3], features["text"][1:3], scale)
+    )
+    torch.testing.assert_close(
+        terms["text~audio_loss"], info_nce(features["text"][1:], features["audio"][1:], scale)
+    )
 
 
 def _same(groups: torch.Tensor | None) -> set[tuple[int, int]]:
@@ -251,5 +266,6 @@ def test_group_ids_feed_info_nce_as_the_naive_targets() -> None:
     groups = group_ids(LABELS, CAPTIONS, "label_or_caption")
     naive_groups = [0, 1, 100, 0, 100, 101, 1, 2]  # the same partition written by hand
     got = info_nce(a, b, torch.tensor(6.0, dtype=torch.float64), groups)
-    assert float(got) == pytest.approx(_naive_loss(a.tolist(), b.tolist(), 6.0, naive_groups),
-                                       rel=1e-7)
+    assert float(got) == pytest.approx(
+        _naive_loss(a.tolist(), b.tolist(), 6.0, naive_groups), rel=1e-7
+    )

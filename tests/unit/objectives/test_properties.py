@@ -66,12 +66,18 @@ def test_tiled_and_distributed_paths_equal_the_naive_loss(batch, tile):
     a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
     s = torch.tensor(scale, dtype=a.dtype, requires_grad=True)
     pairs = {
-        "infonce": (lambda: info_nce(a, b, s, groups),
-                    lambda: tiled_info_nce(a, b, s, groups, tile=tile)),
-        "sigmoid": (lambda: sigmoid_loss(a, b, s, -3.0, groups),
-                    lambda: tiled_sigmoid_loss(a, b, s, -3.0, groups, tile=tile)),
-        "distributed": (lambda: info_nce(a, b, s, groups),
-                        lambda: distributed_info_nce(a, b, s, groups)),
+        "infonce": (
+            lambda: info_nce(a, b, s, groups),
+            lambda: tiled_info_nce(a, b, s, groups, tile=tile),
+        ),
+        "sigmoid": (
+            lambda: sigmoid_loss(a, b, s, -3.0, groups),
+            lambda: tiled_sigmoid_loss(a, b, s, -3.0, groups, tile=tile),
+        ),
+        "distributed": (
+            lambda: info_nce(a, b, s, groups),
+            lambda: distributed_info_nce(a, b, s, groups),
+        ),
     }
     for name, (naive, fast) in pairs.items():
         want = naive()
@@ -91,10 +97,23 @@ def test_row_blocks_add_up_to_one_direction(batch, split):
     split = min(split, n)
     s = torch.tensor(scale, dtype=a.dtype)
     whole = row_info_nce_sum(a, b, s, groups, groups)
-    parts = (tiled_row_info_nce(a[:split], b, s, groups[:split] if groups is not None else None,
-                                groups, positive_offset=0, tile=3)
-             + tiled_row_info_nce(a[split:], b, s, groups[split:] if groups is not None else None,
-                                  groups, positive_offset=split, tile=3))
+    parts = tiled_row_info_nce(
+        a[:split],
+        b,
+        s,
+        groups[:split] if groups is not None else None,
+        groups,
+        positive_offset=0,
+        tile=3,
+    ) + tiled_row_info_nce(
+        a[split:],
+        b,
+        s,
+        groups[split:] if groups is not None else None,
+        groups,
+        positive_offset=split,
+        tile=3,
+    )
     torch.testing.assert_close(parts, whole, rtol=1e-9, atol=1e-9)
 
 
@@ -109,9 +128,14 @@ def test_gradients_stay_finite_at_extreme_temperatures(n, seed):
     c = F.normalize(base + 1e-4 * torch.randn(n, 8, generator=gen), dim=1).requires_grad_()
     for scale in (100.0, 1e-3):
         s = torch.tensor(scale, requires_grad=True)
-        for loss in (info_nce(a, b, s), tiled_info_nce(a, b, s, tile=3),
-                     sigmoid_loss(a, b, s, -10.0), tiled_sigmoid_loss(a, b, s, -10.0, tile=3),
-                     cwcl_loss(a, b, s), symile_loss([a, b, c], s, negatives="n_squared")):
+        for loss in (
+            info_nce(a, b, s),
+            tiled_info_nce(a, b, s, tile=3),
+            sigmoid_loss(a, b, s, -10.0),
+            tiled_sigmoid_loss(a, b, s, -10.0, tile=3),
+            cwcl_loss(a, b, s),
+            symile_loss([a, b, c], s, negatives="n_squared"),
+        ):
             grads = torch.autograd.grad(loss, (a, b, s), allow_unused=True)
             assert torch.isfinite(loss)
             assert all(g is None or bool(torch.isfinite(g).all()) for g in grads)
@@ -121,8 +145,9 @@ def test_gradients_stay_finite_at_extreme_temperatures(n, seed):
 @given(st.integers(2, 5), st.integers(0, 1000))
 def test_symile_with_all_negatives_is_permutation_invariant(n, seed):
     gen = torch.Generator().manual_seed(seed)
-    xs = [F.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=1)
-          for _ in range(3)]
+    xs = [
+        F.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=1) for _ in range(3)
+    ]
     perm = torch.randperm(n, generator=gen)
     before = symile_loss(xs, 5.0, negatives="n_squared")
     after = symile_loss([x[perm] for x in xs], 5.0, negatives="n_squared")

@@ -33,14 +33,16 @@ def _value_and_grads(fn, *inputs: torch.Tensor) -> list[torch.Tensor]:
     return [loss.detach()] + [x.grad for x in leaves]
 
 
-def _assert_same(got: list[torch.Tensor], want: list[torch.Tensor], rtol: float = 1e-5,
-                 grad_tol: float = 1e-4) -> None:
+def _assert_same(
+    got: list[torch.Tensor], want: list[torch.Tensor], rtol: float = 1e-5, grad_tol: float = 1e-4
+) -> None:
     """Loss to rtol (relative), gradients to grad_tol relative to the gradient's magnitude."""
     torch.testing.assert_close(got[0].to(want[0].dtype), want[0], rtol=rtol, atol=1e-6)
     for g, w in zip(got[1:], want[1:], strict=True):
         assert g is not None and g.dtype == w.dtype and g.shape == w.shape
-        torch.testing.assert_close(g, w, rtol=grad_tol,
-                                   atol=grad_tol * max(float(w.abs().max()), 1e-3))
+        torch.testing.assert_close(
+            g, w, rtol=grad_tol, atol=grad_tol * max(float(w.abs().max()), 1e-3)
+        )
 
 
 def _case(n: int, grouped: bool, seed: int = 0):
@@ -57,8 +59,7 @@ def test_tiled_info_nce_equals_info_nce(n: int, tile: int, grouped: bool) -> Non
     a, b, groups = _case(n, grouped)
     scale = torch.tensor(9.0)
     want = _value_and_grads(lambda a, b, s: info_nce(a, b, s, groups), a, b, scale)
-    got = _value_and_grads(lambda a, b, s: tiled_info_nce(a, b, s, groups, tile=tile),
-                           a, b, scale)
+    got = _value_and_grads(lambda a, b, s: tiled_info_nce(a, b, s, groups, tile=tile), a, b, scale)
     _assert_same(got, want)
     assert got[0].dtype == torch.float32 and got[0].ndim == 0
 
@@ -73,10 +74,10 @@ SIGMOID_CASES = [(n, t) for n in SIZES for t in TILES if n * n // (t * t) <= 500
 def test_tiled_sigmoid_loss_equals_sigmoid_loss(n: int, tile: int, grouped: bool) -> None:
     a, b, groups = _case(n, grouped, seed=1)
     scale, bias = torch.tensor(9.0), torch.tensor(-4.0)
-    want = _value_and_grads(lambda a, b, s, t: sigmoid_loss(a, b, s, t, groups),
-                            a, b, scale, bias)
-    got = _value_and_grads(lambda a, b, s, t: tiled_sigmoid_loss(a, b, s, t, groups, tile=tile),
-                           a, b, scale, bias)
+    want = _value_and_grads(lambda a, b, s, t: sigmoid_loss(a, b, s, t, groups), a, b, scale, bias)
+    got = _value_and_grads(
+        lambda a, b, s, t: tiled_sigmoid_loss(a, b, s, t, groups, tile=tile), a, b, scale, bias
+    )
     _assert_same(got, want)
 
 
@@ -95,18 +96,24 @@ def test_sigmoid_loss_is_the_siglip_formula() -> None:
     got = sigmoid_loss(a, b, torch.tensor(s, dtype=torch.float64), t, torch.tensor(groups))
     assert float(got) == pytest.approx(total / n, rel=1e-12)
     # no groups: positives on the diagonal only
-    total = sum(-math.log(1 / (1 + math.exp(-(1.0 if i == j else -1.0)
-                                            * (s * float(a[i] @ b[j]) + t))))
-                for i in range(n) for j in range(n))
+    total = sum(
+        -math.log(1 / (1 + math.exp(-(1.0 if i == j else -1.0) * (s * float(a[i] @ b[j]) + t))))
+        for i in range(n)
+        for j in range(n)
+    )
     assert float(sigmoid_loss(a, b, s, t)) == pytest.approx(total / n, rel=1e-12)
 
 
-def _one_direction(q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor,
-                   groups: torch.Tensor | None) -> torch.Tensor:
+def _one_direction(
+    q: torch.Tensor, k: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor | None
+) -> torch.Tensor:
     """Mean over rows of the row-direction soft cross-entropy, dense (float64 targets)."""
     n = q.shape[0]
-    same = torch.eye(n, dtype=q.dtype) if groups is None else (
-        groups[:, None] == groups[None, :]).to(q.dtype)
+    same = (
+        torch.eye(n, dtype=q.dtype)
+        if groups is None
+        else (groups[:, None] == groups[None, :]).to(q.dtype)
+    )
     targets = same / same.sum(dim=1, keepdim=True)
     return -(targets * (scale * q @ k.T).log_softmax(dim=1)).sum(dim=1).mean()
 
@@ -124,8 +131,7 @@ def test_row_blocks_sum_to_n_times_the_one_direction_loss(tile: int, grouped: bo
             if groups is None:
                 total = total + tiled_row_info_nce(q[lo:hi], k, s, positive_offset=lo, tile=tile)
             else:
-                total = total + tiled_row_info_nce(q[lo:hi], k, s, groups[lo:hi], groups,
-                                                   tile=tile)
+                total = total + tiled_row_info_nce(q[lo:hi], k, s, groups[lo:hi], groups, tile=tile)
         return total
 
     for q, k in ((a, b), (b, a)):  # both directions
@@ -162,12 +168,16 @@ def test_row_loss_with_more_keys_than_queries_and_unmatched_groups() -> None:
 def _info_nce_f64(a, b, scale, groups):
     """info_nce with float64 targets (info_nce builds them in float32)."""
     n = a.shape[0]
-    same = torch.eye(n, dtype=a.dtype) if groups is None else (
-        groups[:, None] == groups[None, :]).to(a.dtype)
+    same = (
+        torch.eye(n, dtype=a.dtype)
+        if groups is None
+        else (groups[:, None] == groups[None, :]).to(a.dtype)
+    )
     t = same / same.sum(dim=1, keepdim=True)
     logits = scale * a @ b.T
-    return (-(t * logits.log_softmax(1)).sum(1).mean()
-            - (t.T * logits.log_softmax(0)).sum(0).mean()) / 2
+    return (
+        -(t * logits.log_softmax(1)).sum(1).mean() - (t.T * logits.log_softmax(0)).sum(0).mean()
+    ) / 2
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -183,10 +193,10 @@ def test_float64_at_tight_tolerance(grouped: bool) -> None:
     _assert_same(got, want, rtol=1e-12, grad_tol=1e-11)
     assert got[0].dtype == torch.float64
     bias = torch.tensor(-2.0, dtype=torch.float64)
-    want = _value_and_grads(lambda a, b, s, t: sigmoid_loss(a, b, s, t, groups),
-                            a, b, scale, bias)
-    got = _value_and_grads(lambda a, b, s, t: tiled_sigmoid_loss(a, b, s, t, groups, tile=8),
-                           a, b, scale, bias)
+    want = _value_and_grads(lambda a, b, s, t: sigmoid_loss(a, b, s, t, groups), a, b, scale, bias)
+    got = _value_and_grads(
+        lambda a, b, s, t: tiled_sigmoid_loss(a, b, s, t, groups, tile=8), a, b, scale, bias
+    )
     _assert_same(got, want, rtol=1e-12, grad_tol=1e-11)
 
 
@@ -231,14 +241,16 @@ def test_extreme_temperature_gives_finite_gradients() -> None:
     a = F.normalize(base + 1e-3 * torch.randn(n, d, generator=gen), dim=1)
     b = F.normalize(base + 1e-3 * torch.randn(n, d, generator=gen), dim=1)
     scale = torch.tensor(100.0)
-    for fn in (lambda a, b, s: tiled_info_nce(a, b, s, tile=16),
-               lambda a, b, s: tiled_sigmoid_loss(a, b, s, -10.0, tile=16)):
+    for fn in (
+        lambda a, b, s: tiled_info_nce(a, b, s, tile=16),
+        lambda a, b, s: tiled_sigmoid_loss(a, b, s, -10.0, tile=16),
+    ):
         loss, *grads = _value_and_grads(fn, a, b, scale)
         assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
     # and a wide logit range (±100: e^-200 underflows) still equals the dense loss
     a, b = _unit(n, d, gen), _unit(n, d, gen)
     b[: n // 2] = -a[: n // 2]
-    b[n // 2:] = a[n // 2:]
+    b[n // 2 :] = a[n // 2 :]
     want = _value_and_grads(info_nce, a, b, scale)
     got = _value_and_grads(lambda a, b, s: tiled_info_nce(a, b, s, tile=16), a, b, scale)
     _assert_same(got, want)
@@ -254,10 +266,12 @@ def test_bfloat16_inputs_accumulate_in_float32(tiled) -> None:
     scale = torch.tensor(12.0)
     extra = (torch.tensor(-3.0),) if tiled is tiled_sigmoid_loss else ()
     dense = info_nce if tiled is tiled_info_nce else sigmoid_loss
-    got = _value_and_grads(lambda a, b, s, *e: tiled(a, b, s, *e, groups, tile=32),
-                           a, b, scale, *extra)
-    want = _value_and_grads(lambda a, b, s, *e: dense(a, b, s, *e, groups),
-                            a.float(), b.float(), scale, *extra)
+    got = _value_and_grads(
+        lambda a, b, s, *e: tiled(a, b, s, *e, groups, tile=32), a, b, scale, *extra
+    )
+    want = _value_and_grads(
+        lambda a, b, s, *e: dense(a, b, s, *e, groups), a.float(), b.float(), scale, *extra
+    )
     assert got[0].dtype == torch.float32 and got[1].dtype == got[2].dtype == torch.bfloat16
     torch.testing.assert_close(got[0], want[0], rtol=1e-2, atol=1e-2)
     for g, w in zip(got[1:], want[1:], strict=True):

@@ -36,8 +36,12 @@ def test_logit_scale_is_clamped(space):
 
 
 def test_forward_fills_absent_rows_with_zeros(space):
-    batch = {"image": torch.rand(4, 1, 8, 8), "image_mask": torch.tensor([1, 0, 1, 1]).bool(),
-             "text": ["a", "[missing]", "c", "d"], "text_mask": torch.tensor([0, 1, 1, 0]).bool()}
+    batch = {
+        "image": torch.rand(4, 1, 8, 8),
+        "image_mask": torch.tensor([1, 0, 1, 1]).bool(),
+        "text": ["a", "[missing]", "c", "d"],
+        "text_mask": torch.tensor([0, 1, 1, 0]).bool(),
+    }
     out = space(batch)
     assert torch.all(out["image"][1] == 0) and torch.all(out["text"][0] == 0)
     direct = space.embed("image", batch["image"][[0, 2, 3]])

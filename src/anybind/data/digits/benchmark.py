@@ -16,10 +16,18 @@ from anybind.data.sample import RawRecord
 SAMPLE_RATE = 8000
 
 DIGITS_CAPTIONS = {
-    "image": ["a handwritten digit {}", "the number {} written by hand", "a picture of a {}",
-              "a drawing of the digit {}"],
-    "audio": ["the spoken word {}", "someone saying {}", "a voice saying the number {}",
-              "a recording of the word {}"],
+    "image": [
+        "a handwritten digit {}",
+        "the number {} written by hand",
+        "a picture of a {}",
+        "a drawing of the digit {}",
+    ],
+    "audio": [
+        "the spoken word {}",
+        "someone saying {}",
+        "a voice saying the number {}",
+        "a recording of the word {}",
+    ],
 }
 
 
@@ -31,20 +39,32 @@ def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRe
     records: list[RawRecord] = []
     if "image" in source.modalities:
         images, labels = uci_digits(source.split, source.image_test_fraction, source.seed)
-        records += [RawRecord(values={"image": img}, label=int(y), id=f"img-{source.split}-{i}",
-                              source="sklearn digits") for i, (img, y) in
-                    enumerate(zip(images, labels, strict=True))]
+        records += [
+            RawRecord(
+                values={"image": img},
+                label=int(y),
+                id=f"img-{source.split}-{i}",
+                source="sklearn digits",
+            )
+            for i, (img, y) in enumerate(zip(images, labels, strict=True))
+        ]
     if "audio" in source.modalities:
         from anybind.data.digits.speech import digit_voices, synthesize_digits
 
         train, test = digit_voices(source.train_voices, source.test_voices, seed=source.seed)
         voices = train if source.split == "train" else test
-        waves, labels, voice_idx = synthesize_digits(voices, sample_rate=SAMPLE_RATE,
-                                                     cache_dir=cache_dir(), progress=progress)
-        records += [RawRecord(values={"audio": {"waveform": w, "sample_rate": SAMPLE_RATE}},
-                              label=int(y), id=f"speech-{source.split}-{v}-{voices[v].id}-{int(y)}",
-                              source="espeak-ng") for w, y, v in
-                    zip(waves, labels, voice_idx, strict=True)]
+        waves, labels, voice_idx = synthesize_digits(
+            voices, sample_rate=SAMPLE_RATE, cache_dir=cache_dir(), progress=progress
+        )
+        records += [
+            RawRecord(
+                values={"audio": {"waveform": w, "sample_rate": SAMPLE_RATE}},
+                label=int(y),
+                id=f"speech-{source.split}-{v}-{voices[v].id}-{int(y)}",
+                source="espeak-ng",
+            )
+            for w, y, v in zip(waves, labels, voice_idx, strict=True)
+        ]
     return records
 
 

@@ -16,14 +16,16 @@ from sklearn.model_selection import train_test_split
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def uci_digits(split: str, test_fraction: float = 0.3, seed: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
+def uci_digits(
+    split: str, test_fraction: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """float32 images (N, 8, 8) in [0, 1] and int64 labels; a stratified, seeded split."""
     data = load_digits()
     images = (data.images / 16.0).astype(np.float32)
     labels = data.target.astype(np.int64)
     train_x, test_x, train_y, test_y = train_test_split(
-        images, labels, test_size=test_fraction, random_state=seed, stratify=labels)
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
     return (train_x, train_y) if split == "train" else (test_x, test_y)
 
 
@@ -39,8 +41,13 @@ def mnist_to_uci(images: np.ndarray, threshold: float = 0.35) -> np.ndarray:
         h, w = box.shape
         scale = 32.0 / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        resized = np.asarray(Image.fromarray((box * 255).astype(np.uint8)).resize(
-            (nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
+        resized = (
+            np.asarray(
+                Image.fromarray((box * 255).astype(np.uint8)).resize((nw, nh), Image.BILINEAR),
+                dtype=np.float32,
+            )
+            / 255.0
+        )
         frame = np.zeros((32, 32), dtype=np.float32)
         top, left = (32 - nh) // 2, (32 - nw) // 2
         frame[top : top + nh, left : left + nw] = resized > 0.5
