@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from anybind.objectives.infonce import weighted_info_nce
+from anybind.objectives.infonce import present_pairs, weighted_info_nce
 
 
 def cwcl_weights(anchor: torch.Tensor) -> torch.Tensor:
@@ -43,12 +43,7 @@ class CWCL(nn.Module):
         scale: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        for m, anchor in self.pairs:
-            if m not in features or anchor not in features:
-                continue
-            both = masks[m] & masks[anchor]
-            if int(both.sum()) < 2:
-                continue
+        for m, anchor, both in present_pairs(self.pairs, features, masks):
             s = self.scales(m, anchor) if self.scales is not None else scale
             terms[f"{m}~{anchor}_loss"] = cwcl_loss(features[m][both], features[anchor][both], s)
         return terms

@@ -11,6 +11,7 @@ itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,22 @@ def pair_key(a: str, b: str) -> str:
     return f"{a}~{b}"
 
 
+def present_pairs(
+    pairs: list[tuple[str, str]],
+    features: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor],
+    min_rows: int = 2,
+) -> Iterator[tuple[str, str, torch.Tensor]]:
+    """The pairs that a batch can score: (a, b, rows where both are present), skipping pairs
+    with fewer than `min_rows` such rows."""
+    for a, b in pairs:
+        if a not in features or b not in features:
+            continue
+        both = masks[a] & masks[b]
+        if int(both.sum()) >= min_rows:
+            yield a, b, both
+
+
 class InfoNCE(nn.Module):
     """Sum of symmetric InfoNCE terms, one per configured modality pair.
 
@@ -104,12 +121,7 @@ class InfoNCE(nn.Module):
         scale: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        for a, b in self.pairs:
-            if a not in features or b not in features:
-                continue
-            both = masks[a] & masks[b]
-            if int(both.sum()) < 2:
-                continue
+        for a, b, both in present_pairs(self.pairs, features, masks):
             g = groups[both] if groups is not None else None
             s = self.scales(a, b) if self.scales is not None else scale
             if self.tiled:

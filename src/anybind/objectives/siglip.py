@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from anybind.objectives.infonce import present_pairs
+
 
 class SigLIP(nn.Module):
     def __init__(
@@ -47,12 +49,7 @@ class SigLIP(nn.Module):
         from anybind.objectives.tiled import sigmoid_loss, tiled_sigmoid_loss
 
         terms: dict[str, torch.Tensor] = {}
-        for a, b in self.pairs:
-            if a not in features or b not in features:
-                continue
-            both = masks[a] & masks[b]
-            if int(both.sum()) < 1:
-                continue
+        for a, b, both in present_pairs(self.pairs, features, masks, min_rows=1):
             g = groups[both] if groups is not None else None
             fa, fb = features[a][both], features[b][both]
             if self.tiled:
