@@ -5,13 +5,23 @@ from typing import Any
 from anybind.errors import AnybindError, ConfigError, DataError, TrainingError
 
 __version__ = "0.1.0"
-__all__ = ["AnybindError", "ConfigError", "DataError", "Run", "TrainingError", "load_run", "train"]
+__all__ = [
+    "AnybindError",
+    "ConfigError",
+    "DataError",
+    "Run",
+    "TrainingError",
+    "adapt_run",
+    "load_adapted",
+    "load_run",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
     # The API pulls in transformers; import it on first use so that `import anybind.objectives`
     # (e.g. in torchrun workers) stays light.
-    if name in ("Run", "load_run", "train"):
+    if name in ("Run", "load_run", "train", "adapt_run", "load_adapted"):
         from anybind import api
 
         return getattr(api, name)

@@ -7,6 +7,7 @@ txt = run.embed("text", ["the spoken word seven"])
 run.similarity(img, txt)                           # scaled cosine logits
 run.evaluate(["digits:test"])                      # same report as `anybind eval`
 anybind.train("my.yaml", "runs/mine", overrides=["optim.lr=1e-3"])
+anybind.adapt_run("runs/demo", "tent", ["fsdd:../shared/data/fsdd/recordings"], out="runs/t")
 """
 
 from __future__ import annotations
@@ -98,3 +99,74 @@ def train(
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     return _train(config, out, resume=resume, progress=progress)
+
+
+def adapt_run(
+    run_dir: str | Path,
+    method: str,
+    data: Sequence[str | Source] | MultiModalDataset,
+    *,
+    modality: str | None = None,
+    shots: int | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    eval_fraction: float = 0.5,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`anybind adapt` as a function: adapt the run to `data` (source specs as for `--data`,
+    typed sources, or a dataset), save the adapter to `out`, return the scores and the split."""
+    from anybind.adapt.run import adapt_run as _adapt_run
+    from anybind.cli.sources import parse_sources
+    from anybind.errors import AnybindError
+    from anybind.recipes.data import build_dataset
+
+    space = load_space(run_dir)
+    if isinstance(data, MultiModalDataset):
+        dataset = data
+    else:
+        sources: list[Source] = []
+        for item in data:
+            if isinstance(item, str):
+                sources += parse_sources(
+                    [item], modality=None, pattern=r"^(?P<label>[^_]+)_", keys=[], preprocess="none"
+                )
+            else:
+                sources.append(item)
+        dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress)
+    if modality is None:
+        present = [
+            m
+            for m, t in space.towers.items()
+            if t.modality.name != "text" and bool(dataset.has(m).any())
+        ]
+        if len(present) != 1:
+            raise AnybindError(f"pass modality=: the target data holds {present}")
+        modality = present[0]
+    return _adapt_run(
+        run_dir,
+        method,
+        dataset,
+        modality,
+        shots=shots,
+        seed=seed,
+        options=options,
+        out=out,
+        eval_fraction=eval_fraction,
+        progress=progress,
+    )
+
+
+def load_adapted(adapt_dir: str | Path, run_dir: str | Path | None = None) -> Run:
+    """A run with an adapter applied (`anybind eval --adapter`): `.space` is the adapted space,
+    `.adaptation` what the method changed (its head, tuners, tuned tower tensors)."""
+    from anybind.adapt.store import load_adapted as _load_adapted
+
+    meta_run = run_dir
+    space, adaptation = _load_adapted(adapt_dir, run_dir)
+    run = Run.__new__(Run)
+    run.run_dir = Path(meta_run) if meta_run else Path(adapt_dir)
+    run.space = space
+    run.config = space.config
+    run.adaptation = adaptation  # type: ignore[attr-defined]
+    return run

@@ -28,6 +28,9 @@ def eval_command(
     preprocess: str = typer.Option(
         "none", "--preprocess", help="For .npz images: none or mnist_to_uci."
     ),
+    adapter: Path = typer.Option(
+        None, "--adapter", help="An adapter folder made by `anybind adapt` to apply first."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the full report here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -38,7 +41,15 @@ def eval_command(
     from anybind.recipes.report import print_report
     from anybind.space import load_space
 
-    space = load_space(run_dir)
+    classifiers, exclude = None, None
+    if adapter is not None:
+        from anybind.adapt.store import adaptation_ids, adapted_classifiers, load_adapted
+
+        space, adaptation = load_adapted(adapter, run_dir)
+        classifiers = adapted_classifiers(space, adaptation)
+        exclude = adaptation_ids(adapter)
+    else:
+        space = load_space(run_dir)
     sources = (
         parse_sources(
             data or [], modality=modality, pattern=pattern, keys=keys or [], preprocess=preprocess
@@ -49,6 +60,15 @@ def eval_command(
         from anybind.errors import AnybindError
 
         raise AnybindError("no evaluation data: pass --data or set data.eval in the config")
-    report = evaluate_sources(space, sources, progress=not quiet, skip_bad=skip_bad)
+    report = evaluate_sources(
+        space,
+        sources,
+        progress=not quiet,
+        skip_bad=skip_bad,
+        classifiers=classifiers,
+        exclude_ids=exclude,
+    )
+    if adapter is not None:
+        report["adapter"] = str(adapter)
     print_report({"eval": report})
     write_json(report, json_out)

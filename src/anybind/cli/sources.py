@@ -17,7 +17,12 @@ def parse_sources(
     sources: list[Source] = []
     for spec in specs:
         path = Path(spec)
-        if spec.startswith("digits:"):
+        kind, _, rest = spec.partition(":")
+        if kind in ("mnist", "fsdd") and rest:
+            from anybind.adapt.targets import target_source
+
+            sources.append(target_source(kind, rest)[0])
+        elif spec.startswith("digits:"):
             split = spec.split(":", 1)[1]
             if split not in ("train", "test"):
                 raise ConfigError(f"'{spec}': the digits split is train or test", key="--data")

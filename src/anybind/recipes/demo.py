@@ -22,7 +22,7 @@ from rich.console import Console
 
 from anybind.checkpoint import atomic_write_text
 from anybind.config import load_config
-from anybind.config.schema import ArraysSource, FolderSource, Source
+from anybind.config.schema import Source
 from anybind.recipes.evaluate import evaluate_sources
 from anybind.recipes.report import print_report
 from anybind.recipes.train import train
@@ -49,19 +49,9 @@ def find_shared_data(explicit: str | Path | None = None) -> Path | None:
 
 
 def real_sources(shared: Path) -> dict[str, list[Source]]:
-    mnist = ArraysSource(
-        path=str(shared / "mnist" / "mnist-test-first5000.npz"),
-        keys={"image": "images"},
-        label_key="labels",
-        preprocess="mnist_to_uci",
-    )
-    fsdd = FolderSource(
-        path=str(shared / "fsdd" / "recordings"),
-        modality="audio",
-        pattern=r"^(?P<label>\d)_",
-        glob="*.wav",
-    )
-    return {"real": [mnist, fsdd]}
+    from anybind.adapt.targets import shared_targets
+
+    return {"real": [source for source, _ in shared_targets(shared).values()]}
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

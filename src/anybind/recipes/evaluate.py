@@ -15,6 +15,7 @@ import torch
 
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
+from anybind.errors import AnybindError
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
 from anybind.evaluate.zero_shot import ensemble
 from anybind.progress import progress_bar
@@ -58,8 +59,14 @@ def class_embeddings(
 
 
 def evaluate_space(
-    space: Space, dataset: MultiModalDataset, *, progress: bool = True, name: str = "eval"
+    space: Space,
+    dataset: MultiModalDataset,
+    *,
+    progress: bool = True,
+    name: str = "eval",
+    classifiers: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
+    """`classifiers` replaces the class-prompt embeddings of a modality (e.g. an adapter's head)."""
     config = space.config
     emb = embed_dataset(space, dataset, config.eval.batch_size, progress)
     labels = dataset.labels()
@@ -79,8 +86,11 @@ def evaluate_space(
         for m, (e, rows) in emb.items():
             if space.towers[m].modality.name == "text" or not bool((labels[rows] >= 0).any()):
                 continue
-            templates = config.eval.templates.get(m, config.eval.default_templates)
-            classes = class_embeddings(space, class_names, templates, text)
+            if classifiers and m in classifiers:
+                classes = classifiers[m]
+            else:
+                templates = config.eval.templates.get(m, config.eval.default_templates)
+                classes = class_embeddings(space, class_names, templates, text)
             report["zero_shot"][m] = zero_shot(e, labels[rows], classes, class_names)
 
     names = list(emb)
@@ -128,7 +138,10 @@ def evaluate_sources(
     progress: bool = True,
     skip_bad: bool = False,
     name: str = "eval",
+    classifiers: dict[str, torch.Tensor] | None = None,
+    exclude_ids: set[str] | None = None,
 ) -> dict[str, Any]:
+    """`exclude_ids`: sample ids left out of the evaluation (an adapter's adaptation samples)."""
     from anybind.recipes.data import build_dataset
 
     dataset, report = build_dataset(
@@ -139,7 +152,15 @@ def evaluate_sources(
         progress=progress,
         description=f"loading {name} data",
     )
-    result = evaluate_space(space, dataset, progress=progress, name=name)
+    excluded = 0
+    if exclude_ids:
+        kept = [s for s in dataset.samples if s.id not in exclude_ids]
+        excluded = len(dataset.samples) - len(kept)
+        if not kept:
+            raise AnybindError("every evaluation sample was used for adaptation: nothing to score")
+        dataset = MultiModalDataset(kept, dataset.modalities, dataset.class_names)
+    result = evaluate_space(space, dataset, progress=progress, name=name, classifiers=classifiers)
+    result["excluded_adaptation_samples"] = excluded
     result["skipped_samples"] = report.skipped
     result["skip_reasons"] = report.reasons
     return result
