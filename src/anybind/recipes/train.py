@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from anybind.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from anybind.config import Config, load_config
@@ -34,6 +35,13 @@ from anybind.objectives import build_objective, group_ids
 from anybind.objectives.grad_cache import grad_cache_step
 from anybind.progress import progress_bar
 from anybind.recipes.data import build_dataset
+from anybind.recipes.multiprocess import (
+    ProcessGroup,
+    gather_for_replicated_loss,
+    join_process_group,
+    local_device,
+    sync_gradients,
+)
 from anybind.space import Space, save_space
 from anybind.space.io import CONFIG
 
@@ -109,6 +117,13 @@ def train(
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     out = Path(out)
+    group = join_process_group(resolve_device(config.train.device))
+    if group.active and config.optim.micro_batches > 1:
+        raise ConfigError(
+            "optim.micro_batches > 1 cannot be combined with torchrun yet",
+            key="optim.micro_batches",
+        )
+    progress = progress and group.main
     saved = out / CONFIG
     if resume and saved.is_file() and load_config(saved).model_dump() != config.model_dump():
         raise ConfigError("--resume needs the same config as the interrupted run", file=str(saved))
@@ -116,10 +131,12 @@ def train(
         raise AnybindError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
+    if group.active:
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     started = time.perf_counter()
     seed = config.train.seed
     seed_everything(seed)
-    device = resolve_device(config.train.device)
+    device = resolve_device(local_device(config.train.device, group))
 
     space = Space(config)
     if dataset is None:
@@ -134,7 +151,7 @@ def train(
         skipped = report.skipped
     else:
         skipped = 0
-    if not saved.is_file():
+    if not saved.is_file() and group.main:
         save_space(space, out)  # resolved config + initial weights: the folder is a run from now on
 
     n = len(dataset)
@@ -161,7 +178,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
         step = resumed_from = int(meta["step"])
-    metrics = MetricsLog(out, start_step=step)
+    metrics = MetricsLog(out, start_step=step) if group.main else None
 
     kill_at = int(os.environ.get("ANYBIND_FAULT_KILL_AT_STEP", "0"))
     space.train()
@@ -179,7 +196,9 @@ def train(
             torch.manual_seed(seed * 1_000_003 + step)
             batch = to_device(augment(dataset.batch(indices), space, config), device)
             optimizer.zero_grad(set_to_none=True)
-            loss, terms = forward_backward(space, objective, batch, config, device, step, ckpt_root)
+            loss, terms = forward_backward(
+                space, objective, batch, config, device, step, ckpt_root, group
+            )
             if config.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(space.parameters(), config.optim.grad_clip)
             optimizer.step()
@@ -188,7 +207,7 @@ def train(
             seen += len(indices)
             losses.append(loss.item())
             bar.update(task, advance=len(indices), loss=losses[-1])
-            if step % config.train.log_every == 0 or step == total:
+            if metrics is not None and (step % config.train.log_every == 0 or step == total):
                 now = time.perf_counter()
                 metrics.write(
                     step,
@@ -204,7 +223,7 @@ def train(
                 seen, tick = 0, now
             if step == kill_at:  # fault injection for the resume tests: die like a SIGKILL would
                 os.kill(os.getpid(), signal.SIGKILL)
-            if step % config.train.checkpoint_every == 0 or step == total:
+            if group.main and (step % config.train.checkpoint_every == 0 or step == total):
                 save_checkpoint(
                     ckpt_root,
                     step,
@@ -213,9 +232,10 @@ def train(
                     {"epoch": step / per_epoch},
                     keep=config.train.keep_checkpoints,
                 )
-    metrics.close()
     space.eval()
-    save_space(space, out)
+    if metrics is not None:
+        metrics.close()
+        save_space(space, out)
     wall = time.perf_counter() - started
     summary = TrainSummary(
         steps=step,
@@ -227,7 +247,11 @@ def train(
         skipped_samples=skipped,
         resumed_from=resumed_from,
     )
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if group.main:
+        (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    if group.active:
+        dist.barrier()  # the run folder is complete on every rank's return
+    group.close()
     return summary
 
 
@@ -239,6 +263,7 @@ def forward_backward(
     device: torch.device,
     step: int,
     ckpt_root: Path,
+    group: ProcessGroup | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss terms of one batch and their gradients in `.grad`. With optim.micro_batches = k > 1
     the batch is embedded k rows-chunks at a time (GradCache): same loss over all in-batch
@@ -267,8 +292,16 @@ def forward_backward(
         return loss
 
     k = config.optim.micro_batches
+    group = group or ProcessGroup()
     with autocast_context(config.optim.precision, device):
-        if k == 1:
+        if group.active:  # this rank's rows, gathered: the same loss over the whole batch
+            rows = group.rows(len(batch["id"]))
+            features = {
+                name: gather_for_replicated_loss(embed_rows(space, batch, name, rows))
+                for name in masks
+            }
+            loss = loss_of({n: f for n, f in features.items() if bool(masks[n].any())})
+        elif k == 1:
             loss = loss_of(space(batch))
         else:
             rows = torch.arange(len(batch["id"]))
@@ -276,6 +309,8 @@ def forward_backward(
             loss = grad_cache_step(encoders, {name: rows for name in masks}, loss_of, k)
     if k == 1:
         loss.backward()
+    if group.active:
+        sync_gradients([p for p in space.towers.parameters() if p.requires_grad], group)
     return loss.detach(), {name: v.detach() for name, v in found.items()}
 
 

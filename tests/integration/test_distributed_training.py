@@ -1,0 +1,121 @@
+"""`torchrun --nproc_per_node=2 anybind train` equals one process on the same batches.
+
+Under torchrun each rank embeds a contiguous chunk of every batch and the loss is computed over
+the gathered batch; one process with `optim.micro_batches = 2` (GradCache) embeds the same row
+chunks, so BatchNorm sees the same per-chunk statistics and the two runs must agree: losses at
+every logged step and every trained parameter after the run, to float tolerance. An odd batch
+size makes the ranks' shares unequal (16 + 15 rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+
+from anybind.checkpoint import WEIGHTS, load_weights
+from anybind.config.load import config_from_dict
+from anybind.recipes.train import train
+
+pytestmark = pytest.mark.slow
+TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_train(config: Path, out: Path) -> subprocess.CompletedProcess:
+    anybind = Path(sys.executable).with_name("anybind")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "--no-python",
+        str(anybind),
+        "train",
+        str(config),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    try:
+        stdout, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s:\n{stdout[-4000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
+
+
+def losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("objective", "batch_size"), [({"type": "infonce"}, 32), ({"type": "siglip"}, 31)]
+)
+def test_two_ranks_train_exactly_like_one_process(
+    tmp_path: Path, tiny_npz: Path, objective: dict, batch_size: int
+) -> None:
+    config = tiny_config(
+        tiny_npz,
+        **{
+            "optim.steps": 6,
+            "optim.batch_size": batch_size,
+            "objective": {**objective, "pairs": "all"},
+            "train.log_every": 1,
+            "train.checkpoint_every": 3,
+        },
+    )
+    config["modalities"]["image"]["encoder"]["dropout"] = 0.0  # no RNG in the forward pass
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = torchrun_train(path, tmp_path / "two")
+    assert done.returncode == 0, done.stdout[-6000:]
+
+    config["optim"]["micro_batches"] = 2
+    train(config_from_dict(config), tmp_path / "one", progress=False)
+
+    two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
+    assert len(two) == len(one) == 6
+    assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
+    w2, w1 = load_weights(tmp_path / "two" / WEIGHTS), load_weights(tmp_path / "one" / WEIGHTS)
+    assert w2.keys() == w1.keys()
+    # BatchNorm running statistics are buffers: GradCache updates them twice per step
+    params = [k for k in w1 if not k.endswith(("running_mean", "running_var", "batches_tracked"))]
+    for key in params:
+        a, b = w2[key], w1[key]
+        if key.endswith("in_proj_bias"):
+            # the key bias has an exactly-zero true gradient (softmax ignores a shift shared by
+            # all keys); Adam turns its float-noise gradient into ±lr steps, so only the query
+            # and value thirds are comparable
+            third = a.shape[0] // 3
+            a, b = torch.cat([a[:third], a[2 * third :]]), torch.cat([b[:third], b[2 * third :]])
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
+    assert (tmp_path / "two" / "summary.json").is_file()
+    assert len(list((tmp_path / "two" / "checkpoints").glob("step-*"))) >= 1
