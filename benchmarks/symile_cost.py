@@ -39,11 +39,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ms", type=str, default="2,3,4,6", help="Comma list of M values.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/symile_cost.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
-    for m in (2, 3, 4, 6):
+    for m in [int(x) for x in args.ms.split(",")]:
         feats = [
             F.normalize(torch.randn(args.n, args.dim), dim=1).requires_grad_() for _ in range(m)
         ]
