@@ -63,6 +63,16 @@ def test_adapt_then_eval_with_the_adapter(tmp_path: Path, tiny_npz: Path) -> Non
     bad = runner.invoke(app, ["eval", str(run), "--adapter", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "not an adapter folder" in bad.output
 
+    # a corrupt target sample is named (file and row), or skipped and counted with --skip-bad
+    broken = images.copy().astype(np.float32)
+    broken[7, 0, 0] = np.nan
+    np.savez(target, images=broken, labels=labels)
+    bad = runner.invoke(app, [*args, "--method", "tent", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "target.npz" in bad.output and "row 8" in bad.output  # 1-based
+    ok = runner.invoke(app, [*args, "--method", "tent", "--skip-bad", "--out", str(tmp_path / "y")])
+    assert ok.exit_code == 0, ok.output
+    assert "skipped 1 unreadable samples" in ok.output
+
 
 def test_python_twin_matches_the_cli_record(tmp_path: Path, tiny_npz: Path) -> None:
     import anybind

@@ -56,6 +56,7 @@ def adapt_command(
     pattern: str = typer.Option(r"^(?P<label>[^_]+)_", "--pattern", help="Label regex (folder)."),
     keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array."),
     preprocess: str = typer.Option("none", "--preprocess", help="none or mnist_to_uci."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Adapt a trained space to target data; save a small adapter; score it against zero-shot."""
@@ -69,9 +70,16 @@ def adapt_command(
         data, modality=modality, pattern=pattern, keys=keys or [], preprocess=preprocess
     )
     space = load_space(run_dir)
-    dataset, _ = build_dataset(
-        sources, space.config, space.modalities, progress=not quiet, description="loading target"
+    dataset, report = build_dataset(
+        sources,
+        space.config,
+        space.modalities,
+        skip_bad=skip_bad,
+        progress=not quiet,
+        description="loading target",
     )
+    if report.skipped:
+        console.print(f"[yellow]skipped {report.skipped} unreadable samples[/]")
     present = [
         m
         for m, t in space.towers.items()
