@@ -67,20 +67,28 @@ class Run:
     ) -> dict[str, Any]:
         """The `anybind eval` report. `data`: source specs as for `--data`, typed sources, a
         dataset, or None for the config's data.eval."""
-        from anybind.cli.sources import parse_sources
         from anybind.recipes.evaluate import evaluate_sources, evaluate_space
 
         if isinstance(data, MultiModalDataset):
             return evaluate_space(self.space, data, progress=progress)
-        sources: list[Source] = []
-        for item in data or []:
-            if isinstance(item, str):
-                sources += parse_sources(
-                    [item], modality=None, pattern=r"^(?P<label>[^_]+)_", keys=[], preprocess="none"
-                )
-            else:
-                sources.append(item)
+        sources = as_sources(data or [])
         return evaluate_sources(self.space, sources or self.config.data.eval, progress=progress)
+
+
+def as_sources(data: Sequence[str | Source]) -> list[Source]:
+    """Typed sources from `--data`-style strings (folders labelled by the file-name prefix) or
+    sources."""
+    from anybind.cli.sources import parse_sources
+
+    sources: list[Source] = []
+    for item in data:
+        if isinstance(item, str):
+            sources += parse_sources(
+                [item], modality=None, pattern=r"^(?P<label>[^_]+)_", keys=[], preprocess="none"
+            )
+        else:
+            sources.append(item)
+    return sources
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
@@ -117,32 +125,16 @@ def adapt_run(
     """`anybind adapt` as a function: adapt the run to `data` (source specs as for `--data`,
     typed sources, or a dataset), save the adapter to `out`, return the scores and the split."""
     from anybind.adapt.run import adapt_run as _adapt_run
-    from anybind.cli.sources import parse_sources
-    from anybind.errors import AnybindError
+    from anybind.adapt.run import target_modality
     from anybind.recipes.data import build_dataset
 
     space = load_space(run_dir)
     if isinstance(data, MultiModalDataset):
         dataset = data
     else:
-        sources: list[Source] = []
-        for item in data:
-            if isinstance(item, str):
-                sources += parse_sources(
-                    [item], modality=None, pattern=r"^(?P<label>[^_]+)_", keys=[], preprocess="none"
-                )
-            else:
-                sources.append(item)
+        sources = as_sources(data)
         dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress)
-    if modality is None:
-        present = [
-            m
-            for m, t in space.towers.items()
-            if t.modality.name != "text" and bool(dataset.has(m).any())
-        ]
-        if len(present) != 1:
-            raise AnybindError(f"pass modality=: the target data holds {present}")
-        modality = present[0]
+    modality = modality or target_modality(space, dataset)
     return _adapt_run(
         run_dir,
         method,

@@ -9,16 +9,13 @@ averaged parameter gradients equal the single-process parameter gradients.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torchrun_launch import torchrun
 
 from anybind.objectives import info_nce
 from anybind.objectives.distributed import (
@@ -34,40 +31,9 @@ TIMEOUT_S = 120
 ATOL = 1e-5
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(out: Path, **env: str) -> subprocess.CompletedProcess:
-    """Run the worker on WORLD local ranks; kill the whole process group if it overruns."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={WORLD}",
-        "--nnodes=1",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        str(WORKER),
-        str(out),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-        start_new_session=True,
-    )
-    try:
-        stdout, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, _ = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s:\n{stdout[-4000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
+    """Run the worker on WORLD local ranks."""
+    return torchrun([str(WORKER), str(out)], world=WORLD, timeout_s=TIMEOUT_S, **env)
 
 
 @pytest.fixture(scope="module")

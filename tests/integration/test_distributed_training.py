@@ -10,9 +10,6 @@ size makes the ranks' shares unequal (16 + 15 rows).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config
+from torchrun_launch import torchrun
 
 from anybind.checkpoint import WEIGHTS, load_weights
 from anybind.config.load import config_from_dict
@@ -30,45 +28,10 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 180
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun_train(config: Path, out: Path) -> subprocess.CompletedProcess:
     anybind = Path(sys.executable).with_name("anybind")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--nnodes=1",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        "--no-python",
-        str(anybind),
-        "train",
-        str(config),
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-    )
-    try:
-        stdout, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, _ = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s:\n{stdout[-4000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
+    args = [str(anybind), "train", str(config), "--out", str(out), "--quiet"]
+    return torchrun(args, world=2, timeout_s=TIMEOUT_S, no_python=True)
 
 
 def losses(run: Path) -> list[float]:

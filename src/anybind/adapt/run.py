@@ -92,6 +92,20 @@ class TargetDomain:
         }
 
 
+def target_modality(space: Space, dataset: MultiModalDataset) -> str:
+    """The one non-text modality of the space that the target data holds."""
+    present = [
+        m
+        for m, t in space.towers.items()
+        if t.modality.name != "text" and bool(dataset.has(m).any())
+    ]
+    if len(present) != 1:
+        raise AnybindError(
+            f"the target data must hold exactly one non-text modality; it holds {present}"
+        )
+    return present[0]
+
+
 def make_context(
     space: Space,
     modality: str,

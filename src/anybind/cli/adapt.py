@@ -60,9 +60,8 @@ def adapt_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Adapt a trained space to target data; save a small adapter; score it against zero-shot."""
-    from anybind.adapt.run import adapt_run
+    from anybind.adapt.run import adapt_run, target_modality
     from anybind.cli.sources import parse_sources
-    from anybind.errors import AnybindError
     from anybind.recipes.data import build_dataset
     from anybind.space import load_space
 
@@ -80,20 +79,12 @@ def adapt_command(
     )
     if report.skipped:
         console.print(f"[yellow]skipped {report.skipped} unreadable samples[/]")
-    present = [
-        m
-        for m, t in space.towers.items()
-        if t.modality.name != "text" and bool(dataset.has(m).any())
-    ]
-    if len(present) != 1:
-        raise AnybindError(
-            f"the target data must hold exactly one non-text modality; it holds {present}"
-        )
+    target = target_modality(space, dataset)
     result = adapt_run(
         run_dir,
         method,
         dataset,
-        present[0],
+        target,
         shots=shots,
         seed=seed,
         options=parse_options(settings or []),
@@ -104,7 +95,7 @@ def adapt_command(
     )
     zs, ad = result["zero_shot"]["top1"], result["adapted"]["top1"]
     console.print(
-        f"[bold]{method}[/] on {result['target']} ({present[0]}, "
+        f"[bold]{method}[/] on {result['target']} ({target}, "
         f"{result['train_samples']} adaptation samples, {result['split']['eval_samples']} held out)"
         f": zero-shot {100 * zs:.1f}% → adapted {100 * ad:.1f}% ({100 * (ad - zs):+.1f})"
     )
