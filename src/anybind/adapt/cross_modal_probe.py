@@ -10,6 +10,8 @@ head (WiSE-FT). Written by hand: a 20-line torch loop, no library ships this hea
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +31,7 @@ class CrossModalProbeOptions(MethodOptions):
     text_weight: float = 0.5
     #: logit scale s; None uses the space's learned scale
     scale: float | None = None
-    init: str = "zeroshot"  # or "random"
+    init: Literal["zeroshot", "random"] = "zeroshot"
     wise_ft: float = 0.0
 
 
