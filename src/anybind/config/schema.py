@@ -109,6 +109,8 @@ class DigitsSource(Strict):
     train_voices: int = 240
     test_voices: int = 60
     image_test_fraction: float = Field(0.3, gt=0, lt=1)
+    #: training split only: this many synthetic pen-stroke digits per class join the UCI images
+    stroke_images_per_class: int = Field(0, ge=0)
     seed: int = 0
 
 

@@ -35,6 +35,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ANYBIND_CACHE", Path.home() / ".cache" / "anybind"))
 
 
+def stroke_image_records(source: DigitsSource) -> list[RawRecord]:
+    """The training split's synthetic pen-stroke digits (none unless configured)."""
+    if source.split != "train" or not source.stroke_images_per_class:
+        return []
+    from anybind.data.digits.stroke_images import stroke_digits
+
+    images, labels = stroke_digits(source.stroke_images_per_class, seed=source.seed)
+    return [
+        RawRecord(values={"image": img}, label=int(y), id=f"stroke-{i}", source="stroke digits")
+        for i, (img, y) in enumerate(zip(images, labels, strict=True))
+    ]
+
+
 def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRecord]:
     records: list[RawRecord] = []
     if "image" in source.modalities:
@@ -48,6 +61,7 @@ def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRe
             )
             for i, (img, y) in enumerate(zip(images, labels, strict=True))
         ]
+        records += stroke_image_records(source)
     if "audio" in source.modalities:
         from anybind.data.digits.speech import digit_voices, synthesize_digits
 
