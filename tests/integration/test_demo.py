@@ -13,6 +13,7 @@ from anybind.recipes.demo import find_shared_data, run_demo
 SMALL = [
     "data.train.0.train_voices=6",
     "data.train.0.test_voices=2",
+    "data.train.0.stroke_images_per_class=20",
     "data.eval.0.train_voices=6",
     "data.eval.0.test_voices=2",
     "optim.epochs=2",
