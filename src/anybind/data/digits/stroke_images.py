@@ -131,8 +131,8 @@ def warp(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def render_strokes(digit: int, rng: np.random.Generator) -> np.ndarray:
     """One pen-drawn digit as a float32 (64, 64) grey image in [0, 1], clear of the edges.
 
-    A draw whose ink reaches the canvas edge (a rare extreme of jitter and warp, about 0.4%)
-    would be cut off, so it is drawn again from the same generator.
+    A draw whose ink reaches the canvas edge (a rare extreme of jitter and warp, under 0.5% of
+    draws) would be cut off, so it is drawn again from the same generator.
     """
     while True:
         grey = _draw_once(digit, rng)
