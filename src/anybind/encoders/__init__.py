@@ -13,6 +13,8 @@ from anybind.encoders.builtin_text import ByteTransformer
 from anybind.encoders.hf_audio import HFAudio
 from anybind.encoders.hf_text import HFText
 from anybind.encoders.hf_vision import HFVision
+from anybind.encoders.speech_embedding import SpeechEmbedding
+from anybind.encoders.window_pool import WindowPool
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
 from anybind.registry import Registry
@@ -27,6 +29,8 @@ ENCODERS.register("text_bytes")(ByteTransformer)
 ENCODERS.register("hf_text")(HFText)
 ENCODERS.register("hf_vision")(HFVision)
 ENCODERS.register("hf_audio")(HFAudio)
+ENCODERS.register("speech_embedding")(SpeechEmbedding)
+ENCODERS.register("window_pool")(WindowPool)
 
 
 def encoder_options(

@@ -75,23 +75,25 @@ class PretrainedOptions(EncoderOptions):
         return resolve_model_path(self.path)
 
 
-def resolve_model_path(path: str) -> str:
+def resolve_model_path(path: str, required: str = "config.json") -> str:
+    """`path` as given, or for `package:MODULE[/SUBDIR]` the folder inside the installed package,
+    which must hold the file `required`."""
     if not path.startswith("package:"):
         return path
-    import importlib
+    import importlib.util
 
     from anybind.errors import ConfigError
 
     module, _, sub = path.removeprefix("package:").partition("/")
-    try:
-        package = importlib.import_module(module)
-    except ImportError:
+    # located without importing it: a package's __init__ may load heavy runtimes
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.origin:
         raise ConfigError(
             f"'{path}' needs the Python package '{module}' (pip install "
             f"{module.replace('_', '-')})",
             key="encoder.path",
-        ) from None
-    folder = Path(package.__file__ or "").parent / (sub or "model")
-    if not (folder / "config.json").is_file():
-        raise ConfigError(f"'{path}': no model (config.json) in {folder}", key="encoder.path")
+        )
+    folder = Path(spec.origin).parent / (sub or "model")
+    if not (folder / required).is_file():
+        raise ConfigError(f"'{path}': no model ({required}) in {folder}", key="encoder.path")
     return str(folder)

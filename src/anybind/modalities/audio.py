@@ -10,6 +10,12 @@ Output by `representation`:
   `frames` frames.
 - "waveform": the raw waveform, shape (samples,) with samples = `max_seconds * sample_rate`,
   for encoders that take raw audio (wav2vec2, HuBERT).
+- "speech_embedding": the waveform (centred in `max_seconds` at 16 kHz) through Google's frozen
+  pretrained speech embedding network (`anybind.encoders.speech_embedding`, weights from
+  `speech_model`): one 96-d vector per 775 ms window every `window_step` × 10 ms, shape
+  (windows, 96). Computed once per clip at load time, so that training and adapting the small
+  encoder on top is cheap; put the network inside the tower (encoder `speech_embedding`) to
+  fine-tune it instead.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import soundfile
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from scipy.signal import resample_poly
 from transformers.audio_utils import mel_filter_bank
 
@@ -32,7 +39,7 @@ from anybind.modalities.base import Modality, ModalityOptions, check_finite
 
 class AudioOptions(ModalityOptions):
     sample_rate: int = 8000
-    representation: Literal["log_mel", "waveform"] = "log_mel"
+    representation: Literal["log_mel", "waveform", "speech_embedding"] = "log_mel"
     n_mels: int = 40
     n_fft: int = 256
     hop_length: int = 128
@@ -40,6 +47,20 @@ class AudioOptions(ModalityOptions):
     max_seconds: float = 1.0
     f_min: float = 20.0
     f_max: float | None = None
+    #: speech_embedding only: the folder of the pretrained model, and the step between windows
+    speech_model: str = "package:openwakeword/resources/models"
+    window_step: int = 8
+
+    @model_validator(mode="after")
+    def _speech_embedding_rate(self) -> AudioOptions:
+        if self.representation == "speech_embedding":
+            if self.sample_rate != 16000:
+                raise ValueError("representation 'speech_embedding' needs sample_rate 16000")
+            if self.max_seconds * 16000 < 12512:
+                raise ValueError("representation 'speech_embedding' needs max_seconds ≥ 0.782")
+            if self.window_step < 1:
+                raise ValueError("window_step must be ≥ 1")
+        return self
 
 
 class AudioModality(Modality):
@@ -47,7 +68,8 @@ class AudioModality(Modality):
     Options = AudioOptions
     contract = (
         "log_mel: float32 (n_mels, frames), natural-log mel power of a mono waveform at "
-        "sample_rate Hz; waveform: float32 (max_seconds*sample_rate,) in [-1, 1]"
+        "sample_rate Hz; waveform: float32 (max_seconds*sample_rate,) in [-1, 1]; "
+        "speech_embedding: float32 (windows, 96), pretrained speech embeddings"
     )
     file_suffixes = (".wav", ".flac", ".ogg", ".aiff", ".aif")
     options: AudioOptions
@@ -92,7 +114,19 @@ class AudioModality(Modality):
         if self.options.representation == "waveform":
             n = int(round(self.options.max_seconds * self.options.sample_rate))
             return torch.from_numpy(_centre_fit(wave, n))
+        if self.options.representation == "speech_embedding":
+            return self.speech_embedding(wave)
         return self.log_mel(torch.from_numpy(np.ascontiguousarray(wave)))
+
+    def speech_embedding(self, wave: np.ndarray) -> torch.Tensor:
+        """(samples,) → (windows, 96) through the frozen pretrained speech embedding."""
+        from anybind.encoders.speech_embedding import shared_model
+
+        o = self.options
+        n = int(round(o.max_seconds * o.sample_rate))
+        model = shared_model(o.speech_model, o.window_step)
+        with torch.no_grad():
+            return model(torch.from_numpy(_centre_fit(wave, n))[None])[0].float()
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(samples,) → (n_mels, frames); the waveform is centred so the clip sits mid-frame."""
@@ -119,6 +153,9 @@ class AudioModality(Modality):
         (SpecAugment, Park et al. 2019). Raw-waveform batches are only gain- and noise-perturbed.
         """
         b = batch.shape[0]
+        if self.options.representation == "speech_embedding":
+            # fixed pretrained features: small Gaussian noise (5% of each vector's scale)
+            return batch + 0.05 * batch.std(dim=-1, keepdim=True) * torch.randn_like(batch)
         if self.options.representation == "waveform":
             gain = 10 ** ((torch.rand(b, 1) * 12 - 6) / 20)
             noise = (
@@ -159,6 +196,9 @@ class AudioModality(Modality):
 
     def placeholder(self) -> torch.Tensor:
         o = self.options
+        if o.representation == "speech_embedding":
+            frames = (int(round(o.max_seconds * o.sample_rate)) - 512) // 160 + 1
+            return torch.zeros((frames - 76) // o.window_step + 1, 96)
         if o.representation == "waveform":
             return torch.zeros(int(round(o.max_seconds * o.sample_rate)))
         return torch.full((o.n_mels, o.frames), float(np.log(1e-6)))
