@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train_loop.py --steps 60
 
-Both loops train the digits space (image CNN + audio CNN + frozen MiniLM anchor) on the same
+Both loops train the digits space (image CNN + audio window_pool over speech-embedding features +
+frozen MiniLM anchor) on the same
 in-memory batches, without augmentation, so that the only difference is what the recipe adds:
 per-step seeding, progress bar, metrics.jsonl/TensorBoard, checkpoints. Throughput is measured
 over the steps after a warm-up, as the median of windows of `log_every` steps.
@@ -34,13 +35,14 @@ NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 def synthetic_dataset(space: Space, n: int, seed: int = 0) -> MultiModalDataset:
     rng = np.random.default_rng(seed)
+    audio_shape = tuple(space.modalities["audio"].placeholder().shape)
     samples = []
     for i in range(n):
         y = int(rng.integers(10))
         if i % 2:
             values = {"image": torch.from_numpy(rng.random((1, 8, 8), dtype=np.float32))}
         else:
-            values = {"audio": torch.from_numpy(rng.normal(-5, 2, (40, 64)).astype(np.float32))}
+            values = {"audio": torch.from_numpy(rng.normal(0, 2, audio_shape).astype(np.float32))}
         values["text"] = f"the digit {NAMES[y]}"
         samples.append(Sample(values=values, label=y, id=str(i)))
     return MultiModalDataset(samples, space.modalities, NAMES)

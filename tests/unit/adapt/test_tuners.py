@@ -39,6 +39,8 @@ from anybind.encoders.builtin_text import ByteTransformer, ByteTransformerOption
 from anybind.encoders.hf_audio import HFAudio
 from anybind.encoders.hf_text import HFText
 from anybind.encoders.hf_vision import HFVision
+from anybind.encoders.speech_embedding import SpeechEmbedding, SpeechEmbeddingOptions
+from anybind.encoders.window_pool import WindowPool, WindowPoolOptions
 from anybind.errors import AnybindError, ConfigError
 from anybind.modalities.audio import AudioModality, AudioOptions
 from anybind.modalities.image import ImageModality, ImageOptions
@@ -56,8 +58,10 @@ CONV = dict(
 )
 WORDS = ["a", "photo", "of", "dog", "cat", "the", "sat", "on", "mat", "big", "red", "seven"]
 WAVE_AUDIO = AudioOptions(sample_rate=16000, representation="waveform", max_seconds=0.1)
+SPEECH_WAVE = AudioOptions(sample_rate=16000, representation="waveform", max_seconds=1.0)
+SPEECH_FEATURES = AudioOptions(sample_rate=16000, representation="speech_embedding")
 
-CNN_ENCODERS = ["image_cnn", "audio_cnn", "text_bytes"]
+CNN_ENCODERS = ["image_cnn", "audio_cnn", "text_bytes", "window_pool", "speech_embedding"]
 HF_ENCODERS = ["hf_text", "hf_vit", "hf_clip", "hf_wav2vec2", "hf_ast"]
 ENCODERS = CNN_ENCODERS + HF_ENCODERS
 SUPPORTED = [(t, e) for t in ("lora", "ia3", "adapter") for e in ENCODERS] + [
@@ -124,6 +128,10 @@ def _encoder(kind: str, folders: dict[str, Path], **kw: Any) -> nn.Module:
     if kind == "text_bytes":
         options = ByteTransformerOptions(width=16, layers=1, heads=2, max_bytes=24)
         return ByteTransformer(options, TextModality())
+    if kind == "window_pool":
+        return WindowPool(WindowPoolOptions(hidden=8), AudioModality(SPEECH_FEATURES))
+    if kind == "speech_embedding":
+        return SpeechEmbedding(SpeechEmbeddingOptions(), AudioModality(SPEECH_WAVE))
     path = str(folders[kind])
     if kind == "hf_text":
         return HFText(HFText.Options(path=path, **kw), TextModality())
@@ -148,6 +156,12 @@ def make_batch(kind: str) -> Any:
         return torch.randn(3, 40, 32, generator=gen)
     if kind == "text_bytes":
         return ["abc", "hello world", "seven"]
+    if kind == "window_pool":
+        return torch.randn(3, 3, 96, generator=gen)
+    if kind == "speech_embedding":
+        t = torch.arange(16000) / 16000
+        tones = torch.sin(2 * torch.pi * 300 * t) * torch.tensor([[0.2], [0.5]])
+        return (tones + 0.05 * torch.randn(2, 16000, generator=gen)).float()
     if kind == "hf_text":
         return ["a photo of a dog", "the cat sat on the mat", "seven"]
     if kind in ("hf_vit", "hf_clip"):
@@ -289,7 +303,10 @@ def test_merge_and_unmerge(name: str, kind: str, folders: dict[str, Path]) -> No
         unmerged = tower.features(x)
         tuner.merge()
         merged = tower.features(x)
-    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    # float32 rounding grows with depth and scale (20 convolutions, outputs up to ~50 for
+    # speech_embedding): the tolerance is relative to the largest output
+    scale = max(1.0, float(unmerged.abs().max()))
+    torch.testing.assert_close(merged, unmerged, atol=1e-5 * scale, rtol=1e-5)
     with pytest.raises(AnybindError, match="unmerge it"):
         tuner.load_state_dict(tuner.state_dict())
     now = tower.state_dict()

@@ -14,7 +14,8 @@ Default `targets` (module names relative to the encoder):
   transformer stack (e.g. `model.encoder.layer.0`, `model.encoder.layer.1`, ...);
 - convolutional encoders (image_cnn, audio_cnn): every Conv-BN-GELU block, i.e. each
   `nn.Sequential` whose children include a convolution and no further Sequential (for audio_cnn
-  the flat stride-2 stem is not a block and gets no adapter).
+  the flat stride-2 stem is not a block and gets no adapter);
+- encoders without either (window_pool): every such Sequential of Linear layers.
 
 Adapters are not mergeable (a nonlinear branch cannot be folded into the base weights).
 """
@@ -80,15 +81,17 @@ def default_adapter_targets(encoder: nn.Module) -> list[str]:
     if found is not None:
         prefix, layers = found
         return [f"{prefix}.{i}" for i in range(len(layers))]
-    return [
-        name
-        for name, m in encoder.named_modules()
-        if name
-        and name.split(".")[0] != TUNER_MODULE
-        and isinstance(m, nn.Sequential)
-        and any(isinstance(c, (nn.Conv1d, nn.Conv2d)) for c in m.children())
-        and not any(isinstance(c, nn.Sequential) for c in m.children())
-    ]
+    blocks: dict[str, list[str]] = {"conv": [], "linear": []}
+    for name, m in encoder.named_modules():
+        if not name or name.split(".")[0] == TUNER_MODULE or not isinstance(m, nn.Sequential):
+            continue
+        if any(isinstance(c, nn.Sequential) for c in m.children()):
+            continue
+        if any(isinstance(c, (nn.Conv1d, nn.Conv2d)) for c in m.children()):
+            blocks["conv"].append(name)
+        elif any(isinstance(c, nn.Linear) for c in m.children()):
+            blocks["linear"].append(name)
+    return blocks["conv"] or blocks["linear"]
 
 
 def block_width(module: nn.Module) -> tuple[int, Kind] | None:
