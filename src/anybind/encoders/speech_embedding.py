@@ -9,8 +9,9 @@ speech needs in order to transfer to real recordings. Its two parts:
   mel matrix, 10·log10 clamped at 1e-10 and at (per-clip maximum − 80 dB), then x/10 + 2 (the
   scaling its embedding network was trained on); the waveform is taken in 16-bit integer units.
 - embedding network: windows of 76 frames (775 ms) every `window_step` frames; each window → a
-  3×3 conv, BatchNorm, then 19 separable-style (1×3, 3×1) convolutions with BatchNorm folded in,
-  LeakyReLU(0.2) floored at −0.4, five max-pools → a 96-d vector per window.
+  3×3 convolution, ReLU, BatchNorm, then 18 alternating 1×3 / 3×1 convolutions (BatchNorm folded
+  in) each followed by LeakyReLU(0.2) floored at −0.4, with five max-pools among them, and a
+  last 3×1 convolution → a 96-d vector per window.
 
 Output: the mean and the max of the window vectors (B, 192). Each clip is first scaled to a peak
 of `peak` full scale and gets a fixed (seeded) dither of `dither` 16-bit units, so that loudness
@@ -47,10 +48,11 @@ _HOP = 160
 _N_FFT = 512
 _INT16 = 32767.0
 #: samples of one 76-frame window
-MIN_SAMPLES = (WINDOW_FRAMES - 1) * 160 + 512
+MIN_SAMPLES = (WINDOW_FRAMES - 1) * _HOP + _N_FFT
+_FIRST_CONV = "model/conv2d/StatefulPartitionedCall/StatefulPartitionedCall/Conv2D/ReadVariableOp:0"
 
-# (weight prefix, kernel, padding, max-pool after) of the 19 convolutions after the first; the
-# prefix is the ONNX initializer name `model/<prefix>/Conv2D_weights_fused_bn` (and `_bias_...`)
+# (index, kernel, padding, max-pool after) of the 18 convolutions between the first and the last;
+# their ONNX initializers are `model/conv2d_<index>/Conv2D_weights_fused_bn` (and `_bias_...`)
 _BLOCKS: tuple[tuple[int, tuple[int, int], tuple[int, int], tuple[int, int] | None], ...] = (
     (1, (1, 3), (0, 1), None),
     (2, (3, 1), (0, 0), (2, 2)),
@@ -142,13 +144,7 @@ class SpeechEmbeddingModel(nn.Module):
         self.register_buffer("stft_imag", t(mel["0.stft.conv_imag.weight"]))
         self.register_buffer("mel_matrix", t(mel["1.melW"]))
         first = nn.Conv2d(1, 24, 3, bias=False)
-        first.weight.data.copy_(
-            t(
-                emb[
-                    "model/conv2d/StatefulPartitionedCall/StatefulPartitionedCall/Conv2D/ReadVariableOp:0"
-                ]
-            )
-        )
+        first.weight.data.copy_(t(emb[_FIRST_CONV]))
         bn = nn.BatchNorm2d(24, eps=1e-3)
         p = "model/batch_normalization/"
         bn.weight.data.copy_(t(emb[p + "ReadVariableOp:0"]))
@@ -244,6 +240,12 @@ class SpeechEmbedding(Encoder):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         vectors = self.model(batch)
         return torch.cat([vectors.mean(dim=1), vectors.amax(dim=1)], dim=1)
+
+
+def window_count(samples: int, window_step: int) -> int:
+    """Windows the network yields for a clip of `samples` samples (0 if shorter than one)."""
+    frames = (samples - _N_FFT) // _HOP + 1
+    return max(0, (frames - WINDOW_FRAMES) // window_step + 1)
 
 
 @lru_cache(maxsize=4)

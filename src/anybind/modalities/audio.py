@@ -54,10 +54,17 @@ class AudioOptions(ModalityOptions):
     @model_validator(mode="after")
     def _speech_embedding_rate(self) -> AudioOptions:
         if self.representation == "speech_embedding":
-            if self.sample_rate != 16000:
-                raise ValueError("representation 'speech_embedding' needs sample_rate 16000")
-            if self.max_seconds * 16000 < 12512:
-                raise ValueError("representation 'speech_embedding' needs max_seconds ≥ 0.782")
+            from anybind.encoders.speech_embedding import MIN_SAMPLES, SAMPLE_RATE
+
+            if self.sample_rate != SAMPLE_RATE:
+                raise ValueError(
+                    f"representation 'speech_embedding' needs sample_rate {SAMPLE_RATE}"
+                )
+            if self.max_seconds * SAMPLE_RATE < MIN_SAMPLES:
+                raise ValueError(
+                    f"representation 'speech_embedding' needs max_seconds ≥ "
+                    f"{MIN_SAMPLES / SAMPLE_RATE:.3f}"
+                )
             if self.window_step < 1:
                 raise ValueError("window_step must be ≥ 1")
         return self
@@ -197,8 +204,10 @@ class AudioModality(Modality):
     def placeholder(self) -> torch.Tensor:
         o = self.options
         if o.representation == "speech_embedding":
-            frames = (int(round(o.max_seconds * o.sample_rate)) - 512) // 160 + 1
-            return torch.zeros((frames - 76) // o.window_step + 1, 96)
+            from anybind.encoders.speech_embedding import EMBED_DIM, window_count
+
+            samples = int(round(o.max_seconds * o.sample_rate))
+            return torch.zeros(window_count(samples, o.window_step), EMBED_DIM)
         if o.representation == "waveform":
             return torch.zeros(int(round(o.max_seconds * o.sample_rate)))
         return torch.full((o.n_mels, o.frames), float(np.log(1e-6)))
