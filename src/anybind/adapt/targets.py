@@ -8,8 +8,9 @@ digits space was trained on.
   same way (`mnist_to_uci`).
 - FSDD (a folder of `{digit}_{speaker}_{index}.wav`, 8 kHz mono): the label is the leading digit;
   recordings are trimmed to near-minimal silence, so the audio modality centres each one in its
-  fixed-length window (as it does the synthesised speech) and the encoder normalises each mel bin
-  per utterance (CMVN), which removes gain and channel colouring.
+  fixed-length window (as it does the synthesised speech, which is made at FSDD's 8 kHz) and
+  levels are normalised per utterance (peak scaling before the speech embedding; per-mel-bin CMVN
+  in `audio_cnn`, which also removes channel colouring).
 """
 
 from __future__ import annotations
