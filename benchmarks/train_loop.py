@@ -27,7 +27,9 @@ from anybind.data.dataset import MultiModalDataset
 from anybind.data.sample import Sample
 from anybind.objectives import InfoNCE, group_ids
 from anybind.recipes.demo import digits_config_path
-from anybind.recipes.train import masked_captions, param_groups, train
+from anybind.recipes.optim import param_groups
+from anybind.recipes.train import train
+from anybind.recipes.train_step import masked_captions
 from anybind.space import Space
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

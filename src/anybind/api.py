@@ -21,6 +21,7 @@ import torch
 from anybind.config import Config, load_config
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
+from anybind.data.lazy import RecordDataset
 from anybind.errors import DataError
 from anybind.recipes.train import TrainSummary
 from anybind.recipes.train import train as _train
@@ -61,7 +62,7 @@ class Run:
 
     def evaluate(
         self,
-        data: Sequence[str | Source] | MultiModalDataset | None = None,
+        data: Sequence[str | Source] | MultiModalDataset | RecordDataset | None = None,
         *,
         progress: bool = False,
     ) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class Run:
         dataset, or None for the config's data.eval."""
         from anybind.recipes.evaluate import evaluate_sources, evaluate_space
 
-        if isinstance(data, MultiModalDataset):
+        if isinstance(data, MultiModalDataset | RecordDataset):
             return evaluate_space(self.space, data, progress=progress)
         sources = as_sources(data or [])
         return evaluate_sources(self.space, sources or self.config.data.eval, progress=progress)
@@ -133,7 +134,9 @@ def adapt_run(
         dataset = data
     else:
         sources = as_sources(data)
-        dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress)
+        dataset, _ = build_dataset(
+            sources, space.config, space.modalities, progress=progress, cache="memory"
+        )
     modality = modality or target_modality(space, dataset)
     return _adapt_run(
         run_dir,

@@ -55,7 +55,10 @@ def test_two_ranks_train_exactly_like_one_process(
             "train.checkpoint_every": 3,
         },
     )
-    config["modalities"]["image"]["encoder"]["dropout"] = 0.0  # no RNG in the forward pass
+    # no RNG in the step: each rank draws augmentation and dropout from its own stream
+    config["modalities"]["image"]["encoder"]["dropout"] = 0.0
+    for modality in config["modalities"].values():
+        modality["augment"] = False
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     done = torchrun_train(path, tmp_path / "two")

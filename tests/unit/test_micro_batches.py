@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from conftest import tiny_config
@@ -11,7 +9,7 @@ from conftest import tiny_config
 from anybind.config import config_from_dict
 from anybind.objectives import build_objective
 from anybind.recipes.data import build_dataset
-from anybind.recipes.train import forward_backward
+from anybind.recipes.train_step import Aligner, forward_backward
 from anybind.space import Space
 
 
@@ -43,7 +41,7 @@ def test_micro_batches_give_the_full_batch_gradient(tiny_npz, k):
             update={"optim": config.optim.model_copy(update={"micro_batches": micro})}
         )
         loss, terms = forward_backward(
-            space, objective, batch, cfg, torch.device("cpu"), 0, Path(".")
+            Aligner(space, objective, cfg), batch, 0, torch.device("cpu")
         )
         assert set(terms) == {"text~title_loss"}
         return loss.item(), [p.grad.clone() for p in space.parameters() if p.grad is not None]

@@ -76,6 +76,7 @@ def adapt_command(
         skip_bad=skip_bad,
         progress=not quiet,
         description="loading target",
+        cache="memory",  # adaptation revisits its few samples many times
     )
     if report.skipped:
         console.print(f"[yellow]skipped {report.skipped} unreadable samples[/]")

@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("train")(train.train_command)
 app.command("validate")(train.validate_command)
+app.command("check-data")(train.check_data_command)
 app.command("eval")(evaluate.eval_command)
 app.command("adapt")(adapt.adapt_command)
 app.command("adapt-table")(adapt.adapt_table_command)

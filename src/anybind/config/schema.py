@@ -156,6 +156,25 @@ class DataConfig(Strict):
     #: Caption templates per modality, used to give labelled samples without text a caption.
     captions: dict[str, list[str]] = Field(default_factory=dict)
     skip_bad: bool = False
+    #: "memory": decode every sample once before training and keep it (fast epochs, RAM grows
+    #: with the data); "none": decode each sample when it is drawn, in `workers` processes
+    #: (RAM does not grow with the data); "auto": memory for sources already held in RAM
+    #: (digits, .npz arrays), none for files on disk (manifests, folders)
+    cache: Literal["auto", "memory", "none"] = "auto"
+    #: DataLoader worker processes that decode and collate (0: in the main process)
+    workers: int = Field(0, ge=0)
+    #: batches each worker prepares ahead
+    prefetch_factor: int = Field(2, gt=0)
+    #: keep the workers alive between epochs (faster epoch starts, their buffers stay in RAM)
+    persistent_workers: bool = False
+    #: copy batches into page-locked memory (faster host-to-GPU copies; CUDA only)
+    pin_memory: bool = True
+    #: seconds to wait for one batch from a worker before the run stops (0: no limit)
+    worker_timeout_s: float = Field(0.0, ge=0)
+    #: folder of the on-disk cache for expensive frozen features (audio `speech_embedding`),
+    #: keyed by the content hash and the representation's options; "" turns it off; default
+    #: $ANYBIND_CACHE/features (~/.cache/anybind/features)
+    feature_cache: str | None = None
 
     @field_validator("train", "eval", mode="before")
     @classmethod
@@ -191,6 +210,8 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(100, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(10, gt=0)
+    #: seconds a collective may wait before a rank gives up (torchrun runs)
+    timeout_s: float = Field(1800.0, gt=0)
 
 
 class EvalConfig(Strict):

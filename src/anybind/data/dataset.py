@@ -1,7 +1,8 @@
-"""Datasets held in memory: records are loaded once, checked, and bad ones reported or skipped.
+"""The dataset held in memory (`data.cache: memory`): every sample decoded once and kept.
 
-Loading everything up front means a bad file is found before training starts, with its file and
-row in the message, rather than hours in. With `skip_bad` the sample is dropped and counted.
+It is filled by `anybind.data.loader.materialize`, which decodes the records of a lazy
+`RecordDataset` in DataLoader workers; a bad sample is reported by file and row there, or, with
+`skip_bad`, dropped and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from anybind.data.collate import collate
 from anybind.data.sample import UNLABELLED, RawRecord, Sample
 from anybind.errors import DataError
 from anybind.modalities import Modality
-from anybind.progress import progress_bar
 
 
 @dataclass
@@ -57,39 +57,34 @@ class MultiModalDataset(torch.utils.data.Dataset):
         samples = [Sample(values=s.values, id=s.id, meta=s.meta) for s in self.samples]
         return MultiModalDataset(samples, self.modalities, self.class_names)
 
+    def subset(self, indices: Sequence[int]) -> MultiModalDataset:
+        return MultiModalDataset(
+            [self.samples[i] for i in indices], self.modalities, self.class_names
+        )
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.samples]
+
     @classmethod
     def from_records(
         cls,
-        records: Iterable[RawRecord],
+        records: Sequence[RawRecord],
         modalities: dict[str, Modality],
         *,
         class_names: Sequence[str] | None = None,
         skip_bad: bool = False,
         description: str = "loading",
         progress: bool = True,
-        total: int | None = None,
+        workers: int = 0,
     ) -> tuple[MultiModalDataset, LoadReport]:
-        report = LoadReport()
-        samples = []
-        with progress_bar("samples", disable=not progress) as bar:
-            task = bar.add_task(description, total=total)
-            for record in records:
-                bar.advance(task)
-                try:
-                    samples.append(load_record(record, modalities, class_names))
-                    report.loaded += 1
-                except DataError as exc:
-                    if not skip_bad:
-                        raise
-                    report.skipped += 1
-                    if len(report.reasons) < 20:
-                        report.reasons.append(str(exc))
-        if not samples:
-            raise DataError(
-                f"no usable samples ({report.skipped} skipped)"
-                + (f"; first: {report.reasons[0]}" if report.reasons else "")
-            )
-        return cls(samples, modalities, class_names), report
+        """Decode every record (in `workers` processes) and keep the samples."""
+        from anybind.data.lazy import RecordDataset
+        from anybind.data.loader import materialize
+
+        lazy = RecordDataset(records, modalities, class_names)
+        return materialize(
+            lazy, skip_bad=skip_bad, workers=workers, progress=progress, description=description
+        )
 
 
 def load_record(

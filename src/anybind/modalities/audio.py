@@ -20,6 +20,7 @@ Output by `representation`:
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from math import gcd
 from pathlib import Path
@@ -34,6 +35,7 @@ from scipy.signal import resample_poly
 from transformers.audio_utils import mel_filter_bank
 
 from anybind.errors import DataError
+from anybind.feature_cache import FeatureCache
 from anybind.modalities.base import Modality, ModalityOptions, check_finite
 
 
@@ -126,14 +128,39 @@ class AudioModality(Modality):
         return self.log_mel(torch.from_numpy(np.ascontiguousarray(wave)))
 
     def speech_embedding(self, wave: np.ndarray) -> torch.Tensor:
-        """(samples,) → (windows, 96) through the frozen pretrained speech embedding."""
+        """(samples,) → (windows, 96) through the frozen pretrained speech embedding; read from
+        the feature cache when one is set (`use_feature_cache`)."""
+        o = self.options
+        fitted = _centre_fit(wave, int(round(o.max_seconds * o.sample_rate)))
+        if self._feature_cache is None:
+            return torch.from_numpy(self._speech_embedding(fitted))
+        return torch.from_numpy(self._feature_cache.get_or_compute(fitted, self._speech_embedding))
+
+    def _speech_embedding(self, fitted: np.ndarray) -> np.ndarray:
         from anybind.encoders.speech_embedding import shared_model
 
-        o = self.options
-        n = int(round(o.max_seconds * o.sample_rate))
-        model = shared_model(o.speech_model, o.window_step)
+        model = shared_model(self.options.speech_model, self.options.window_step)
         with torch.no_grad():
-            return model(torch.from_numpy(_centre_fit(wave, n))[None])[0].float()
+            return model(torch.from_numpy(fitted)[None])[0].float().numpy()
+
+    _feature_cache: FeatureCache | None = None
+
+    def use_feature_cache(self, root: str | None) -> None:
+        if root is None or self.options.representation != "speech_embedding":
+            self._feature_cache = None
+            return
+        from anybind.encoders.speech_embedding import (
+            EMBEDDING_FILE,
+            MEL_FILE,
+            resolve_model_path,
+        )
+
+        folder = resolve_model_path(self.options.speech_model, required=MEL_FILE)
+        model = hashlib.sha256()
+        for name in (MEL_FILE, EMBEDDING_FILE):
+            model.update((Path(folder) / name).read_bytes())
+        key = {"window_step": self.options.window_step, "model": model.hexdigest()}
+        self._feature_cache = FeatureCache(root, "speech_embedding", key)
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(samples,) → (n_mels, frames); the waveform is centred so the clip sits mid-frame."""

@@ -36,6 +36,11 @@ class Modality(ABC):
     def __init__(self, options: ModalityOptions | None = None):
         self.options = options if options is not None else self.Options()
 
+    def use_feature_cache(self, root: str | None) -> None:
+        """Keep expensive frozen features computed by `load` in an on-disk cache under `root`
+        (None: no cache). Modalities whose `load` is cheap ignore it."""
+        return None
+
     @abstractmethod
     def load(self, raw: Any, *, source: str | None = None) -> Any:
         """Turn one raw input (path, array or value) into the tensor described by `contract`.

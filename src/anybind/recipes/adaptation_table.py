@@ -86,7 +86,9 @@ def build_table(
     started = time.perf_counter()
     for name in domains or list(targets):
         source, modality = targets[name]
-        dataset, _ = build_dataset([source], base.config, base.modalities, progress=False)
+        dataset, _ = build_dataset(
+            [source], base.config, base.modalities, progress=False, cache="memory"
+        )
         domain = TargetDomain.build(name, dataset, modality)
         opts = DOMAIN_OPTIONS.get(name, {})
         ctx = make_context(base, modality)

@@ -1,9 +1,11 @@
-"""Build in-memory datasets from the configured sources, with captions for labelled samples."""
+"""Build datasets from the configured sources (lazy or decoded into memory), with captions for
+labelled samples."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 from anybind.config.schema import (
     ArraysSource,
@@ -13,10 +15,13 @@ from anybind.config.schema import (
     ManifestSource,
     Source,
 )
-from anybind.data.dataset import LoadReport, MultiModalDataset, resolve_label
+from anybind.data.dataset import LoadReport, resolve_label
+from anybind.data.lazy import RecordDataset
+from anybind.data.loader import AnyDataset, materialize
 from anybind.data.sample import RawRecord
 from anybind.data.sources import array_records, folder_records, manifest_records
 from anybind.errors import DataError
+from anybind.feature_cache import default_cache_root
 from anybind.modalities import Modality
 
 
@@ -77,15 +82,10 @@ def add_captions(
         r.values["text"] = templates[pick].format(class_names[label])
 
 
-def build_dataset(
-    sources: list[Source],
-    config: Config,
-    modalities: dict[str, Modality],
-    *,
-    skip_bad: bool = False,
-    progress: bool = True,
-    description: str = "loading",
-) -> tuple[MultiModalDataset, LoadReport]:
+def source_dataset(
+    sources: list[Source], config: Config, modalities: dict[str, Modality], *, progress: bool = True
+) -> RecordDataset:
+    """The lazy dataset of the sources: their records, with captions; nothing decoded yet."""
     records: list[RawRecord] = []
     for source in sources:
         records += source_records(source, modalities, progress=progress)
@@ -97,12 +97,50 @@ def build_dataset(
 
             captions = DIGITS_CAPTIONS
         add_captions(records, captions, class_names)
-    return MultiModalDataset.from_records(
-        records,
-        modalities,
-        class_names=class_names,
-        skip_bad=skip_bad,
-        description=description,
-        progress=progress,
-        total=len(records),
-    )
+    feature_cache = feature_cache_root(config)
+    for modality in modalities.values():
+        modality.use_feature_cache(feature_cache)
+    return RecordDataset(records, modalities, class_names)
+
+
+def feature_cache_root(config: Config) -> str | None:
+    root = config.data.feature_cache
+    if root == "":
+        return None
+    return str(Path(root).expanduser()) if root else str(default_cache_root() / "features")
+
+
+def cache_policy(sources: list[Source], config: Config) -> str:
+    """`data.cache` with "auto" resolved: memory when every source already holds its data in
+    RAM (digits, .npz arrays), none (decode when drawn) when samples are files on disk."""
+    if config.data.cache != "auto":
+        return config.data.cache
+    in_ram = all(isinstance(s, DigitsSource | ArraysSource) for s in sources)
+    return "memory" if in_ram else "none"
+
+
+def build_dataset(
+    sources: list[Source],
+    config: Config,
+    modalities: dict[str, Modality],
+    *,
+    skip_bad: bool = False,
+    progress: bool = True,
+    description: str = "loading",
+    cache: str | None = None,
+) -> tuple[AnyDataset, LoadReport]:
+    """The dataset of the sources, decoded into memory or left lazy (`cache`, default the
+    config's `data.cache`). In memory, every bad sample is found now (named, or skipped and
+    counted with `skip_bad`); lazy, when it is drawn."""
+    lazy = source_dataset(sources, config, modalities, progress=progress)
+    if (cache or cache_policy(sources, config)) == "memory":
+        return materialize(
+            lazy,
+            skip_bad=skip_bad,
+            workers=config.data.workers,
+            progress=progress,
+            description=description,
+        )
+    if len(lazy) == 0:
+        raise DataError("the data sources hold no samples")
+    return lazy, LoadReport(loaded=len(lazy))

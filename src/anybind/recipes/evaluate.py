@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.utils.data import BatchSampler
 
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
+from anybind.data.lazy import BadSample
+from anybind.data.loader import AnyDataset, LoaderSettings, batches, make_loader
 from anybind.errors import AnybindError
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
 from anybind.evaluate.zero_shot import ensemble
@@ -24,29 +27,45 @@ from anybind.space import Space
 
 @torch.no_grad()
 def embed_dataset(
-    space: Space, dataset: MultiModalDataset, batch_size: int = 512, progress: bool = True
+    space: Space,
+    dataset: AnyDataset,
+    batch_size: int = 512,
+    progress: bool = True,
+    *,
+    settings: LoaderSettings | None = None,
+    skipped: list[BadSample] | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """modality → (embeddings (n, D) on CPU, indices of the samples that have it (n,))."""
+    """modality → (embeddings (n, D) on CPU, indices of the samples that have it (n,), sorted).
+
+    One pass over the data; lazy data is decoded as it is drawn, in `settings.workers`
+    processes. A sample that fails to decode stops the evaluation with its file and row, or,
+    when a `skipped` list is given, is left out and appended to it."""
     space.eval()
     device = next(space.parameters()).device
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if settings is None or isinstance(dataset, MultiModalDataset):
+        settings = LoaderSettings()
+    chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in space.towers}
+    order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
     with progress_bar("samples", disable=not progress) as bar:
-        for name, tower in space.towers.items():
-            rows = dataset.has(name).nonzero().flatten()
-            if rows.numel() == 0:
-                continue
-            task = bar.add_task(f"embedding {name}", total=rows.numel())
-            chunks = []
-            for start in range(0, rows.numel(), batch_size):
-                idx = rows[start : start + batch_size].tolist()
-                batch = dataset.batch(idx)
+        task = bar.add_task("embedding", total=len(dataset))
+        for batch in batches(make_loader(dataset, order, settings)):
+            if batch["bad"] and skipped is None:
+                raise batch["bad"][0].error()
+            (skipped if skipped is not None else []).extend(batch["bad"])
+            for name, tower in space.towers.items():
+                if name not in batch or not bool(batch[f"{name}_mask"].any()):
+                    continue
+                rows = batch[f"{name}_mask"].nonzero().flatten()
                 data = batch[name]
-                chunks.append(
-                    tower(data.to(device) if isinstance(data, torch.Tensor) else data).float().cpu()
-                )
-                bar.advance(task, len(idx))
-            out[name] = (torch.cat(chunks), rows)
-    return out
+                data = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
+                data = data.to(device) if isinstance(data, torch.Tensor) else data
+                chunks[name].append((tower(data).float().cpu(), batch["index"][rows]))
+            bar.advance(task, len(batch["index"]) + len(batch["bad"]))
+    return {
+        name: (torch.cat([e for e, _ in parts]), torch.cat([i for _, i in parts]))
+        for name, parts in chunks.items()
+        if parts
+    }
 
 
 @torch.no_grad()
@@ -60,21 +79,28 @@ def class_embeddings(
 
 def evaluate_space(
     space: Space,
-    dataset: MultiModalDataset,
+    dataset: AnyDataset,
     *,
     progress: bool = True,
     name: str = "eval",
     classifiers: dict[str, torch.Tensor] | None = None,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """`classifiers` replaces the class-prompt embeddings of a modality (e.g. an adapter's head)."""
     config = space.config
-    emb = embed_dataset(space, dataset, config.eval.batch_size, progress)
+    settings = LoaderSettings.from_config(config.data, next(space.parameters()).device)
+    skipped: list[BadSample] | None = [] if skip_bad else None
+    emb = embed_dataset(
+        space, dataset, config.eval.batch_size, progress, settings=settings, skipped=skipped
+    )
     labels = dataset.labels()
     class_names = dataset.class_names or config.data.class_names
     report: dict[str, Any] = {
         "name": name,
-        "samples": len(dataset),
+        "samples": len(dataset) - len(skipped or []),
         "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
+        "skipped_samples": len(skipped or []),
+        "skip_reasons": [b.message for b in (skipped or [])[:20]],
         "zero_shot": {},
         "retrieval": {},
         "geometry": {},
@@ -154,13 +180,15 @@ def evaluate_sources(
     )
     excluded = 0
     if exclude_ids:
-        kept = [s for s in dataset.samples if s.id not in exclude_ids]
-        excluded = len(dataset.samples) - len(kept)
+        kept = [i for i, sample_id in enumerate(dataset.ids()) if sample_id not in exclude_ids]
+        excluded = len(dataset) - len(kept)
         if not kept:
             raise AnybindError("every evaluation sample was used for adaptation: nothing to score")
-        dataset = MultiModalDataset(kept, dataset.modalities, dataset.class_names)
-    result = evaluate_space(space, dataset, progress=progress, name=name, classifiers=classifiers)
+        dataset = dataset.subset(kept)
+    result = evaluate_space(
+        space, dataset, progress=progress, name=name, classifiers=classifiers, skip_bad=skip_bad
+    )
     result["excluded_adaptation_samples"] = excluded
-    result["skipped_samples"] = report.skipped
-    result["skip_reasons"] = report.reasons
+    result["skipped_samples"] += report.skipped
+    result["skip_reasons"] = (report.reasons + result["skip_reasons"])[:20]
     return result

@@ -1,0 +1,102 @@
+"""Data-parallel training under `torchrun`, on torch's own engine.
+
+    torchrun --nproc_per_node=2 -m anybind train my.yaml --out runs/mine
+
+One design: every rank reads its own rows of each global batch (`StepBatchSampler`), embeds
+them, and all-gathers the embeddings of every rank *with gradient*
+(`anybind.objectives.distributed.gather_with_grad`, whose backward sums over ranks). Every rank
+then computes the objective over the whole global batch, so every objective (InfoNCE, SigLIP,
+Symile, CWCL) is exact with no change. Why the gradients are exact: the loss L is the same on
+every rank; the sum-reducing backward of the gather hands rank r's rows W·∂L/∂x_r, so rank r's
+encoder gradient is W times its rows' share, and `DistributedDataParallel`'s average over ranks
+makes it the full-batch gradient; the loss-only parameters (temperature, objective scales) get
+the full ∂L/∂θ on every rank, which the average leaves as it is. The objective is replicated
+(O(B²) on every rank); the encoders, the usual cost, are not. BatchNorm sees per-rank
+statistics unless converted to SyncBatchNorm. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass
+class ProcessGroup:
+    rank: int = 0
+    world: int = 1
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def gather(self, value: float) -> list[float]:
+        """A number from every rank, in rank order (every rank must call it)."""
+        if not self.active:
+            return [value]
+        t = torch.tensor([value], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        parts = [torch.zeros_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t)
+        return [float(p.item()) for p in parts]
+
+    def sum(self, value: float) -> float:
+        """The sum of a number over ranks (every rank must call it)."""
+        return sum(self.gather(value))
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def join_process_group(device: torch.device, timeout_s: float = 1800.0) -> ProcessGroup:
+    """The torchrun process group (initialised here if needed), or a single-process one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ProcessGroup()
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            timeout=timedelta(seconds=timeout_s),
+        )
+        owns = True
+    return ProcessGroup(dist.get_rank(), dist.get_world_size(), owns)
+
+
+def local_device(name: str, group: ProcessGroup) -> str:
+    """Under torchrun each rank takes its own GPU (LOCAL_RANK)."""
+    if group.active and name.startswith("cuda") and ":" not in name:
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return name
+
+
+def data_parallel(module: nn.Module, device: torch.device, group: ProcessGroup) -> nn.Module:
+    """`module` wrapped in DistributedDataParallel when several ranks train, else itself.
+
+    `find_unused_parameters`: a tower whose modality is absent from a rank's rows in a step is
+    not run there, and its parameters must still join that step's gradient average.
+    """
+    if not group.active:
+        return module
+    return DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+    )

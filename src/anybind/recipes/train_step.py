@@ -1,0 +1,201 @@
+"""One training step's maths: embed → (gather across ranks) → loss terms → backward.
+
+`Aligner` holds the space and the objective as one module, so that DistributedDataParallel
+sees every trainable parameter (towers, temperature, the objective's own scales and biases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from anybind.config import Config
+from anybind.errors import TrainingError
+from anybind.objectives import group_ids
+from anybind.objectives.distributed import gather_no_grad, gather_with_grad
+from anybind.objectives.grad_cache import grad_cache_step
+from anybind.space import Space
+
+
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Aligner(nn.Module):
+    def __init__(self, space: Space, objective: nn.Module, config: Config):
+        super().__init__()
+        self.space = space
+        self.objective = objective
+        self.config = config
+
+    def forward(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
+        """The loss and its named terms over the global batch (this rank's rows and, under
+        torchrun, every other rank's, gathered with gradient)."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            features, masks, groups = self.gathered(batch)
+        else:
+            features = self.space(batch)
+            masks = {name: batch[f"{name}_mask"] for name in features}
+            groups = batch_groups(batch, self.config)
+        return self.loss_of(features, masks, groups, step)
+
+    def loss_of(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        present = {n: f for n, f in features.items() if bool(masks[n].any())}
+        terms = self.objective(
+            present, {n: masks[n] for n in present}, groups, self.space.logit_scale()
+        )
+        if not terms:
+            raise TrainingError(
+                f"step {step}: no modality pair is present in the batch; "
+                "check objective.pairs against the data"
+            )
+        loss = torch.stack([v.float() for v in terms.values()]).sum()
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"step {step}: the loss is {loss.item()} (terms: "
+                f"{ {k: v.item() for k, v in terms.items()} }); stopped. Lower optim.lr or "
+                "check the data."
+            )
+        return loss, terms
+
+    def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None]:
+        """Every configured modality embedded on this rank's rows and gathered from all ranks
+        in rank order, in the same order on every rank (the gathers are collectives)."""
+        rows = torch.arange(len(batch["id"]))
+        device = batch["label"].device
+        features, masks = {}, {}
+        for name in self.space.towers:
+            local = embed_rows(self.space, batch, name, rows)
+            features[name] = gather_with_grad(local)[0]
+            masks[name] = gather_no_grad(batch[f"{name}_mask"].long())[0].bool()
+        labels = gather_no_grad(batch["label"])[0]
+        keys = caption_keys(masked_captions(batch), len(batch["id"])).to(device)
+        groups = group_ids(labels.cpu(), None, self.config.objective.positives)
+        if groups is not None:
+            groups = merge_caption_groups(groups, gather_no_grad(keys)[0].cpu(), self.config)
+            groups = groups.to(device)
+        return features, masks, groups
+
+    def grad_cache(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
+        """optim.micro_batches = k > 1 in one process: the batch embedded k row-chunks at a time
+        (GradCache), same loss over all in-batch negatives; the backward is done here."""
+        found: dict[str, torch.Tensor] = {}
+        masks = {n: batch[f"{n}_mask"] for n in self.space.towers if f"{n}_mask" in batch}
+        groups = batch_groups(batch, self.config)
+
+        def loss_of(features: dict[str, torch.Tensor]) -> torch.Tensor:
+            loss, terms = self.loss_of(features, masks, groups, step)
+            found.update(terms)
+            return loss
+
+        rows = torch.arange(len(batch["id"]))
+        encoders = {n: functools.partial(embed_rows, self.space, batch, n) for n in masks}
+        k = self.config.optim.micro_batches
+        loss = grad_cache_step(encoders, {n: rows for n in masks}, loss_of, k)
+        return loss, found
+
+
+def forward_backward(
+    model: nn.Module, batch: dict[str, Any], step: int, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss terms of one batch and their gradients in `.grad`. `model` is an `Aligner`, or one
+    wrapped in DistributedDataParallel."""
+    aligner: Aligner = getattr(model, "module", model)
+    config = aligner.config
+    cached = config.optim.micro_batches > 1 and model is aligner
+    with autocast_context(config.optim.precision, device):
+        loss, terms = aligner.grad_cache(batch, step) if cached else model(batch, step)
+    if not cached:
+        loss.backward()
+    return loss.detach(), {name: v.detach() for name, v in terms.items()}
+
+
+def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor) -> torch.Tensor:
+    """Embeddings (len(rows), D) of one modality for some rows of a batch; zeros where absent.
+    All-absent rows give zeros that require grad exactly when the tower trains, so every rank
+    of a distributed run backpropagates through the same gathers."""
+    mask = batch[f"{name}_mask"]
+    if name in batch and bool(mask[rows].any()):
+        data = batch[name]
+        sub = {
+            name: [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows],
+            f"{name}_mask": mask[rows],
+        }
+        return space(sub)[name]
+    trains = torch.is_grad_enabled() and any(
+        p.requires_grad for p in space.towers[name].parameters()
+    )
+    return torch.zeros(len(rows), space.config.space.dim, device=mask.device, requires_grad=trains)
+
+
+def batch_groups(batch: dict[str, Any], config: Config) -> torch.Tensor | None:
+    groups = group_ids(batch["label"].cpu(), masked_captions(batch), config.objective.positives)
+    return groups.to(batch["label"].device) if groups is not None else None
+
+
+def caption_keys(captions: list[str | None] | None, n: int) -> torch.Tensor:
+    """A stable 62-bit key per caption (-1: none), equal on every rank for equal captions."""
+    if captions is None:
+        return torch.full((n,), -1, dtype=torch.long)
+    return torch.tensor(
+        [
+            -1
+            if c is None
+            else int.from_bytes(hashlib.blake2b(c.encode(), digest_size=8).digest()) >> 2
+            for c in captions
+        ],
+        dtype=torch.long,
+    )
+
+
+def merge_caption_groups(groups: torch.Tensor, keys: torch.Tensor, config: Config) -> torch.Tensor:
+    """`group_ids` of the gathered batch: captions compared through their keys."""
+    if config.objective.positives in ("caption", "label_or_caption"):
+        has = keys >= 0
+        if config.objective.positives == "label_or_caption":
+            has &= groups >= 1_000_000_000  # a known label wins over the caption
+        _, inverse = torch.unique(keys[has], return_inverse=True)
+        groups = groups.clone()
+        groups[has] = 2_000_000_000 + inverse
+    return groups
+
+
+def masked_captions(batch: dict[str, Any]) -> list[str | None] | None:
+    if "text" not in batch:
+        return None
+    return [
+        t if present else None
+        for t, present in zip(batch["text"], batch["text_mask"].tolist(), strict=True)
+    ]
+
+
+def augment(batch: dict[str, Any], space: Space, config: Config) -> dict[str, Any]:
+    for name, tower in space.towers.items():
+        if name in batch and config.modalities[name].augment and len(batch["id"]):
+            batch[name] = tower.modality.augment(batch[name])
+    return batch
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    non_blocking = device.type == "cuda"
+    return {
+        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
