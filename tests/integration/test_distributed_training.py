@@ -40,7 +40,14 @@ def losses(run: Path) -> list[float]:
 
 
 @pytest.mark.parametrize(
-    ("objective", "batch_size"), [({"type": "infonce"}, 32), ({"type": "siglip"}, 31)]
+    ("objective", "batch_size"),
+    [
+        ({"type": "infonce"}, 32),
+        ({"type": "siglip"}, 31),
+        ({"type": "symile"}, 31),
+        ({"type": "cwcl", "anchor": "text"}, 32),
+        ({"type": "infonce", "scale": "per_pair", "positives": "caption"}, 31),
+    ],
 )
 def test_two_ranks_train_exactly_like_one_process(
     tmp_path: Path, tiny_npz: Path, objective: dict, batch_size: int
@@ -85,3 +92,40 @@ def test_two_ranks_train_exactly_like_one_process(
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
     assert (tmp_path / "two" / "summary.json").is_file()
     assert len(list((tmp_path / "two" / "checkpoints").glob("step-*"))) >= 1
+
+
+def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    from test_lazy_training import lazy_config, manifest
+
+    path = manifest(tmp_path / "data")
+    config = lazy_config(
+        path,
+        **{
+            "optim.steps": 8,  # 3 steps an epoch: the checkpoint at step 4 is mid-epoch
+            "data.cache": "none",
+            "data.workers": 1,
+            "train.checkpoint_every": 4,
+        },
+    )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    straight = torchrun_train(cfg, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stdout[-6000:]
+
+    killer = Path(__file__).with_name("killed_train.py")
+    args = [str(killer), str(cfg), str(tmp_path / "killed"), "5"]
+    killed = torchrun(args, world=2, timeout_s=TIMEOUT_S)
+    assert killed.returncode != 0 and not (tmp_path / "killed" / "summary.json").exists()
+    anybind = Path(sys.executable).with_name("anybind")
+    resume = [str(anybind), "train", str(cfg), "--out", str(tmp_path / "killed"), "--resume"]
+    resumed = torchrun([*resume, "--quiet"], world=2, timeout_s=TIMEOUT_S, no_python=True)
+    assert resumed.returncode == 0, resumed.stdout[-6000:]
+    assert resumed.stdout.count("trained 8 steps") == 1  # one summary, from rank 0
+
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["resumed_from"] == 4
+    a = load_weights(tmp_path / "straight" / WEIGHTS)
+    b = load_weights(tmp_path / "killed" / WEIGHTS)
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst == 0.0
+    assert losses(tmp_path / "killed") == losses(tmp_path / "straight")

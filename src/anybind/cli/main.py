@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from anybind.cli import adapt, demo, evaluate, repro, train
+from anybind.cli import adapt, demo, evaluate, repro, shard, train
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.command("train")(train.train_command)
 app.command("validate")(train.validate_command)
 app.command("check-data")(train.check_data_command)
+app.command("shard")(shard.shard_command)
 app.command("eval")(evaluate.eval_command)
 app.command("adapt")(adapt.adapt_command)
 app.command("adapt-table")(adapt.adapt_table_command)

@@ -144,8 +144,23 @@ class ArraysSource(Strict):
     preprocess: Literal["none", "mnist_to_uci"] = "none"
 
 
+class ShardsSource(Strict):
+    """WebDataset tar shards written by `anybind shard`, streamed (never loaded whole)."""
+
+    type: Literal["shards"] = "shards"
+    #: a local glob or brace list, or any URL webdataset opens (`pipe:aws s3 cp s3://… -`)
+    path: str
+    #: the shard set's index.json (default: beside local shards; needed for remote ones)
+    index: str | None = None
+    #: raw (undecoded) samples each worker holds to shuffle from
+    shuffle_buffer: int = Field(2000, ge=0)
+    #: samples in one training epoch, across ranks (default: every sample of the shards)
+    samples_per_epoch: int | None = Field(None, gt=0)
+
+
 Source = Annotated[
-    DigitsSource | ManifestSource | FolderSource | ArraysSource, Field(discriminator="type")
+    DigitsSource | ManifestSource | FolderSource | ArraysSource | ShardsSource,
+    Field(discriminator="type"),
 ]
 
 
@@ -180,6 +195,17 @@ class DataConfig(Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("train", "eval")
+    @classmethod
+    def _shards_alone(cls, value: list[Any]) -> list[Any]:
+        kinds = {isinstance(s, ShardsSource) for s in value}
+        if len(kinds) > 1:
+            raise ValueError(
+                "shards are streamed: a split is either all shards sources or none "
+                "(write the other sources into shards with `anybind shard`)"
+            )
+        return value
 
 
 class OptimConfig(Strict):

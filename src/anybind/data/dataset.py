@@ -98,7 +98,7 @@ def load_record(
             raise DataError(f"unknown modality '{name}'", path=record.path, row=record.row)
         modality = modalities[name]
         # a value that is a file path names itself in errors; the record adds its file and row
-        from_file = modality.is_path(raw)
+        from_file = modality.is_file(raw)
         try:
             values[name] = modality.load(raw, source=None if from_file else record.path)
         except DataError as exc:

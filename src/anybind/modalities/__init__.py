@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from anybind.modalities.audio import AudioModality
-from anybind.modalities.base import Modality, ModalityOptions
+from anybind.modalities.base import EncodedFile, Modality, ModalityOptions
 from anybind.modalities.image import ImageModality
 from anybind.modalities.text import TextModality
 from anybind.registry import Registry
@@ -23,4 +23,4 @@ def build_modality(kind: str, options: dict[str, Any] | ModalityOptions | None =
     return cls(options)
 
 
-__all__ = ["MODALITIES", "Modality", "ModalityOptions", "build_modality"]
+__all__ = ["MODALITIES", "EncodedFile", "Modality", "ModalityOptions", "build_modality"]

@@ -24,7 +24,7 @@ import hashlib
 from functools import cached_property
 from math import gcd
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import soundfile
@@ -36,7 +36,7 @@ from transformers.audio_utils import mel_filter_bank
 
 from anybind.errors import DataError
 from anybind.feature_cache import FeatureCache
-from anybind.modalities.base import Modality, ModalityOptions, check_finite
+from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
 
 
 class AudioOptions(ModalityOptions):
@@ -89,7 +89,10 @@ class AudioModality(Modality):
     def waveform(self, raw: Any, *, source: str | None = None) -> np.ndarray:
         """Mono float32 waveform at the declared sample rate."""
         rate = self.options.sample_rate
-        if self.is_path(raw):
+        if isinstance(raw, EncodedFile):
+            source = source or raw.name
+            wave, rate = self._read_file(raw.open(), source)
+        elif self.is_path(raw):
             source = source or str(raw)
             wave, rate = self._read_file(Path(raw), source)
         elif isinstance(raw, dict):
@@ -257,11 +260,12 @@ class AudioModality(Modality):
         )
         return torch.from_numpy(bank.astype(np.float32))  # (freq, n_mels)
 
-    def _read_file(self, path: Path, source: str) -> tuple[np.ndarray, int]:
-        if not path.is_file():
+    def _read_file(self, path: Path | BinaryIO, source: str) -> tuple[np.ndarray, int]:
+        if isinstance(path, Path) and not path.is_file():
             raise DataError("audio file not found", path=source)
         try:
-            wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            file = str(path) if isinstance(path, Path) else path
+            wave, rate = soundfile.read(file, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
             raise DataError(f"cannot read audio: {exc}", path=source) from exc
         if wave.shape[0] == 0:

@@ -6,7 +6,9 @@ consumes, and stacks a list of those into a batch. It knows nothing about encode
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +17,21 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from anybind.errors import DataError
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """A file's bytes held in memory (a member of a tar shard): decoded like the file `name`."""
+
+    data: bytes
+    name: str
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix.lower()
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
 
 
 class ModalityOptions(BaseModel):
@@ -63,6 +80,10 @@ class Modality(ABC):
     @abstractmethod
     def placeholder(self) -> Any:
         """A value that stands in for an absent input so that a batch keeps its shape."""
+
+    def is_file(self, raw: Any) -> bool:
+        """A path on disk or an encoded file in memory: the modality decodes it."""
+        return isinstance(raw, EncodedFile) or self.is_path(raw)
 
     def is_path(self, raw: Any) -> bool:
         if isinstance(raw, Path):

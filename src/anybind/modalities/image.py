@@ -9,7 +9,7 @@ divided by `input_max` (1.0 unless configured, e.g. 16 for the UCI digits) and m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from anybind.errors import DataError
-from anybind.modalities.base import Modality, ModalityOptions, check_finite
+from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
 
 
 class ImageOptions(ModalityOptions):
@@ -34,7 +34,9 @@ class ImageModality(Modality):
     options: ImageOptions
 
     def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
-        if self.is_path(raw):
+        if isinstance(raw, EncodedFile):
+            array = self._decode(raw.open(), raw.suffix, source or raw.name)
+        elif self.is_path(raw):
             source = source or str(raw)
             array = self._read_file(Path(raw), source)
         elif isinstance(raw, np.ndarray | torch.Tensor):
@@ -67,10 +69,13 @@ class ImageModality(Modality):
     def _read_file(self, path: Path, source: str) -> np.ndarray:
         if not path.is_file():
             raise DataError("image file not found", path=source)
+        return self._decode(path, path.suffix.lower(), source)
+
+    def _decode(self, file: Path | BinaryIO, suffix: str, source: str) -> np.ndarray:
         try:
-            if path.suffix.lower() == ".npy":
-                return np.load(path, allow_pickle=False)
-            with Image.open(path) as img:
+            if suffix == ".npy":
+                return np.load(file, allow_pickle=False)
+            with Image.open(file) as img:
                 img.load()
                 mode = "L" if self.options.channels == 1 else "RGB"
                 return np.asarray(img.convert(mode))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from anybind.errors import DataError
-from anybind.modalities.base import Modality, ModalityOptions
+from anybind.modalities.base import EncodedFile, Modality, ModalityOptions
 
 
 class TextOptions(ModalityOptions):
@@ -32,7 +32,13 @@ class TextModality(Modality):
         return super().is_path(raw)
 
     def load(self, raw: Any, *, source: str | None = None) -> str:
-        if self.is_path(raw):
+        if isinstance(raw, EncodedFile):
+            source = source or raw.name
+            try:
+                raw = raw.data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"cannot read text: {exc}", path=source) from exc
+        elif self.is_path(raw):
             path = Path(raw)
             source = source or str(raw)
             try:

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from torch.utils.data import BatchSampler
 
 from anybind.config import Config
+from anybind.config.schema import ShardsSource
 from anybind.data.loader import LoaderSettings, batches, make_loader
+from anybind.data.shards.stream import reader_loader
 from anybind.modalities import Modality, build_modality
 from anybind.progress import progress_bar
-from anybind.recipes.data import source_dataset
+from anybind.recipes.data import shard_set, source_dataset
 
 
 @dataclass
@@ -50,12 +52,18 @@ def check_data(
         if not sources:
             continue
         started = time.perf_counter()
-        dataset = source_dataset(sources, config, modalities, progress=progress)
-        check = DataCheck(split, records=len(dataset))
-        order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+        if any(isinstance(s, ShardsSource) for s in sources):
+            shards = shard_set(sources, config, modalities)
+            loader = reader_loader(shards, batch_size, settings.workers)
+            check = DataCheck(split, records=shards.samples)
+        else:
+            dataset = source_dataset(sources, config, modalities, progress=progress)
+            order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+            loader = make_loader(dataset, order, settings)
+            check = DataCheck(split, records=len(dataset))
         with progress_bar("records", disable=not progress) as bar:
-            task = bar.add_task(f"checking {split} data", total=len(dataset))
-            for batch in batches(make_loader(dataset, order, settings)):
+            task = bar.add_task(f"checking {split} data", total=check.records)
+            for batch in batches(loader):
                 check.bad += [b.message for b in batch["bad"]]
                 bar.advance(task, len(batch["index"]) + len(batch["bad"]))
         check.wall_s = time.perf_counter() - started

@@ -3,8 +3,6 @@ labelled samples."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 from anybind.config.schema import (
@@ -13,16 +11,23 @@ from anybind.config.schema import (
     DigitsSource,
     FolderSource,
     ManifestSource,
+    ShardsSource,
     Source,
 )
-from anybind.data.dataset import LoadReport, resolve_label
+from anybind.data.captions import add_captions
+from anybind.data.dataset import LoadReport
 from anybind.data.lazy import RecordDataset
 from anybind.data.loader import AnyDataset, materialize
 from anybind.data.sample import RawRecord
+from anybind.data.shards.index import default_index_path, expand_urls, read_index
+from anybind.data.shards.stream import ShardSet, materialize_stream
 from anybind.data.sources import array_records, folder_records, manifest_records
 from anybind.errors import DataError
 from anybind.feature_cache import default_cache_root
 from anybind.modalities import Modality
+
+#: what training and evaluation read: a map-style dataset (in memory or lazy) or streamed shards
+Data = AnyDataset | ShardSet
 
 
 def source_records(
@@ -58,30 +63,6 @@ def source_records(
     raise TypeError(f"unknown source {source!r}")
 
 
-def add_captions(
-    records: list[RawRecord], captions: dict[str, list[str]], class_names: Sequence[str] | None
-) -> None:
-    """Give each labelled sample without text a caption from its modality's templates; the
-    template is chosen by a hash of the sample id, so it is the same on every run."""
-    if not captions or not class_names:
-        return
-    for r in records:
-        if r.values.get("text") is not None or r.label is None:
-            continue
-        kind = next((m for m in r.values if m in captions), None)
-        if kind is None:
-            continue
-        try:
-            label = resolve_label(r.label, class_names, r)
-        except DataError:
-            continue  # loading the record reports the bad label with its file and row
-        if label < 0:
-            continue
-        templates = captions[kind]
-        pick = int(hashlib.md5(r.id.encode()).hexdigest(), 16) % len(templates)
-        r.values["text"] = templates[pick].format(class_names[label])
-
-
 def source_dataset(
     sources: list[Source], config: Config, modalities: dict[str, Modality], *, progress: bool = True
 ) -> RecordDataset:
@@ -110,6 +91,43 @@ def feature_cache_root(config: Config) -> str | None:
     return str(Path(root).expanduser()) if root else str(default_cache_root() / "features")
 
 
+def shard_set(sources: list[Source], config: Config, modalities: dict[str, Modality]) -> ShardSet:
+    """The shards of `shards` sources (their URLs and index), to be streamed."""
+    urls: list[str] = []
+    samples = 0
+    per_epoch = 0
+    class_names = config.data.class_names
+    for source in sources:
+        assert isinstance(source, ShardsSource)
+        found = expand_urls(source.path)
+        where = source.index or default_index_path(source.path)
+        if where is None:
+            raise DataError("remote shards need their index.json: set the source's `index`")
+        index = read_index(where)
+        count = index.samples_in(found)
+        if class_names and index.class_names and list(index.class_names) != list(class_names):
+            raise DataError(
+                f"the shards' class names {index.class_names} differ from data.class_names",
+                path=str(where),
+            )
+        class_names = class_names or index.class_names
+        urls += found
+        samples += count
+        per_epoch += source.samples_per_epoch or count
+    feature_cache = feature_cache_root(config)
+    for modality in modalities.values():
+        modality.use_feature_cache(feature_cache)
+    return ShardSet(
+        urls,
+        modalities,
+        class_names,
+        captions=dict(config.data.captions),
+        samples=samples,
+        samples_per_epoch=per_epoch,
+        shuffle_buffer=min(s.shuffle_buffer for s in sources),  # type: ignore[union-attr]
+    )
+
+
 def cache_policy(sources: list[Source], config: Config) -> str:
     """`data.cache` with "auto" resolved: memory when every source already holds its data in
     RAM (digits, .npz arrays), none (decode when drawn) when samples are files on disk."""
@@ -128,10 +146,18 @@ def build_dataset(
     progress: bool = True,
     description: str = "loading",
     cache: str | None = None,
-) -> tuple[AnyDataset, LoadReport]:
+) -> tuple[Data, LoadReport]:
     """The dataset of the sources, decoded into memory or left lazy (`cache`, default the
     config's `data.cache`). In memory, every bad sample is found now (named, or skipped and
-    counted with `skip_bad`); lazy, when it is drawn."""
+    counted with `skip_bad`); lazy, when it is drawn. Shards stay streamed unless `cache` is
+    "memory"."""
+    if any(isinstance(s, ShardsSource) for s in sources):
+        shards = shard_set(sources, config, modalities)
+        if cache != "memory":
+            return shards, LoadReport(loaded=shards.samples)
+        return materialize_stream(
+            shards, skip_bad=skip_bad, workers=config.data.workers, progress=progress
+        )
     lazy = source_dataset(sources, config, modalities, progress=progress)
     if (cache or cache_policy(sources, config)) == "memory":
         return materialize(

@@ -17,41 +17,58 @@ from torch.utils.data import BatchSampler
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import BadSample
-from anybind.data.loader import AnyDataset, LoaderSettings, batches, make_loader
+from anybind.data.loader import LoaderSettings, batches, make_loader
+from anybind.data.sample import UNLABELLED
+from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
 from anybind.evaluate.zero_shot import ensemble
 from anybind.progress import progress_bar
+from anybind.recipes.data import Data
 from anybind.space import Space
 
 
 @torch.no_grad()
 def embed_dataset(
     space: Space,
-    dataset: AnyDataset,
+    dataset: Data,
     batch_size: int = 512,
     progress: bool = True,
     *,
     settings: LoaderSettings | None = None,
     skipped: list[BadSample] | None = None,
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """modality → (embeddings (n, D) on CPU, indices of the samples that have it (n,), sorted).
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """(modality → (embeddings (n, D) on CPU, rows of the samples that have it (n,), sorted),
+    label of every row). A row is a dataset index, or a sample's place in a pass over shards.
 
-    One pass over the data; lazy data is decoded as it is drawn, in `settings.workers`
-    processes. A sample that fails to decode stops the evaluation with its file and row, or,
-    when a `skipped` list is given, is left out and appended to it."""
+    One pass over the data; lazy data and shards are decoded as they are drawn, in
+    `settings.workers` processes. A sample that fails to decode stops the evaluation with its
+    file and row, or, when a `skipped` list is given, is left out and appended to it."""
     space.eval()
     device = next(space.parameters()).device
-    if settings is None or isinstance(dataset, MultiModalDataset):
-        settings = LoaderSettings()
+    settings = settings or LoaderSettings()
+    if isinstance(dataset, ShardSet):
+        loader = reader_loader(dataset, batch_size, settings.workers)
+        total = dataset.samples
+    else:
+        if isinstance(dataset, MultiModalDataset):
+            settings = LoaderSettings()
+        order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+        loader, total = make_loader(dataset, order, settings), len(dataset)
     chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in space.towers}
-    order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
+    labels = torch.full((total,), UNLABELLED, dtype=torch.long)
+    seen = 0
     with progress_bar("samples", disable=not progress) as bar:
-        task = bar.add_task("embedding", total=len(dataset))
-        for batch in batches(make_loader(dataset, order, settings)):
+        task = bar.add_task("embedding", total=total)
+        for batch in batches(loader):
             if batch["bad"] and skipped is None:
                 raise batch["bad"][0].error()
             (skipped if skipped is not None else []).extend(batch["bad"])
+            index = batch["index"]
+            if isinstance(dataset, ShardSet):  # a pass over shards numbers its own rows
+                index = torch.arange(seen, seen + len(index))
+            seen += len(batch["index"]) + len(batch["bad"])
+            labels[index] = batch["label"]
             for name, tower in space.towers.items():
                 if name not in batch or not bool(batch[f"{name}_mask"].any()):
                     continue
@@ -59,13 +76,16 @@ def embed_dataset(
                 data = batch[name]
                 data = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
                 data = data.to(device) if isinstance(data, torch.Tensor) else data
-                chunks[name].append((tower(data).float().cpu(), batch["index"][rows]))
+                chunks[name].append((tower(data).float().cpu(), index[rows]))
             bar.advance(task, len(batch["index"]) + len(batch["bad"]))
-    return {
+    emb = {
         name: (torch.cat([e for e, _ in parts]), torch.cat([i for _, i in parts]))
         for name, parts in chunks.items()
         if parts
     }
+    if isinstance(dataset, ShardSet):  # workers interleave their shards: sort the rows
+        emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items()}
+    return emb, labels
 
 
 @torch.no_grad()
@@ -79,7 +99,7 @@ def class_embeddings(
 
 def evaluate_space(
     space: Space,
-    dataset: AnyDataset,
+    dataset: Data,
     *,
     progress: bool = True,
     name: str = "eval",
@@ -90,14 +110,13 @@ def evaluate_space(
     config = space.config
     settings = LoaderSettings.from_config(config.data, next(space.parameters()).device)
     skipped: list[BadSample] | None = [] if skip_bad else None
-    emb = embed_dataset(
+    emb, labels = embed_dataset(
         space, dataset, config.eval.batch_size, progress, settings=settings, skipped=skipped
     )
-    labels = dataset.labels()
     class_names = dataset.class_names or config.data.class_names
     report: dict[str, Any] = {
         "name": name,
-        "samples": len(dataset) - len(skipped or []),
+        "samples": len(labels) - len(skipped or []),
         "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
         "skipped_samples": len(skipped or []),
         "skip_reasons": [b.message for b in (skipped or [])[:20]],
@@ -179,6 +198,8 @@ def evaluate_sources(
         description=f"loading {name} data",
     )
     excluded = 0
+    if exclude_ids and isinstance(dataset, ShardSet):
+        raise AnybindError("an adapter's evaluation cannot leave samples out of streamed shards")
     if exclude_ids:
         kept = [i for i, sample_id in enumerate(dataset.ids()) if sample_id not in exclude_ids]
         excluded = len(dataset) - len(kept)

@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from anybind.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from anybind.config import Config, load_config
 from anybind.data.dataset import MultiModalDataset
-from anybind.data.loader import AnyDataset, LoaderSettings, StepBatchSampler, batches, make_loader
+from anybind.data.loader import LoaderSettings, StepBatchSampler, batches, make_loader
+from anybind.data.shards.stream import ShardSet, ShardStream, stream_loader
 from anybind.errors import ConfigError, DataError, TrainingError
 from anybind.objectives import build_objective
 from anybind.progress import progress_bar
-from anybind.recipes.data import build_dataset
+from anybind.recipes.data import Data, build_dataset
 from anybind.recipes.distributed import (
     ProcessGroup,
     data_parallel,
@@ -80,7 +82,7 @@ class Run:
     model: nn.Module  # the Aligner, DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
-    dataset: AnyDataset
+    dataset: Data
     batch_size: int
     per_epoch: int
     total: int
@@ -118,7 +120,7 @@ def train(
     resume: bool = False,
     skip_bad: bool | None = None,
     progress: bool = True,
-    dataset: AnyDataset | None = None,
+    dataset: Data | None = None,
     after_step: StepHook | None = None,
 ) -> TrainSummary:
     if not isinstance(config, Config):
@@ -140,7 +142,7 @@ def setup(
     resume: bool,
     skip_bad: bool,
     progress: bool,
-    data: AnyDataset | None,
+    data: Data | None,
 ) -> Run:
     group = join_process_group(resolve_device(config.train.device), config.train.timeout_s)
     if group.active and config.optim.micro_batches > 1:
@@ -198,21 +200,20 @@ def restore(run: Run) -> None:
     load_training_state(run.space, run.objective, weights)
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["scheduler"])
+    saved = meta.get("data", data_topology(run))
+    if isinstance(run.dataset, ShardSet) and saved != data_topology(run):
+        raise ConfigError(
+            f"the run streamed shards with {saved} (ranks, data.workers); a streamed epoch "
+            f"resumes exactly only with the same, not {data_topology(run)}",
+            key="data.workers",
+        )
     run.step = run.resumed_from = int(meta["step"])
     run.skipped = int(meta.get("skipped", {}).get(str(run.group.rank), 0))
 
 
 def loop(run: Run, *, skip_bad: bool, progress: bool, after_step: StepHook | None) -> None:
     config, group = run.config, run.group
-    sampler = StepBatchSampler(
-        len(run.dataset), run.batch_size, config.train.seed, run.step, run.total,
-        group.rank, group.world,
-    )  # fmt: skip
-    settings = LoaderSettings.from_config(config.data, run.device)
-    if isinstance(run.dataset, MultiModalDataset):  # in memory: nothing left to decode
-        settings = LoaderSettings()
-    keep = list(run.space.towers) if group.active else []
-    loader = make_loader(run.dataset, sampler, settings, keep=keep)
+    loader = training_loader(run)
     metrics = MetricsLog(run.out, start_step=run.step) if group.main else None
     seen, tick = 0, time.perf_counter()
     fields = "loss {task.fields[loss]:.4f} skipped {task.fields[skipped]}"
@@ -246,6 +247,32 @@ def loop(run: Run, *, skip_bad: bool, progress: bool, after_step: StepHook | Non
                 after_step(run.step)
     if metrics is not None:
         metrics.close()
+
+
+def training_loader(run: Run) -> DataLoader:
+    """Batches of steps run.step … total-1 for this rank: from a map-style dataset through
+    `StepBatchSampler`, or streamed from shards."""
+    config, group = run.config, run.group
+    settings = LoaderSettings.from_config(config.data, run.device)
+    keep = list(run.space.towers) if group.active else []
+    if isinstance(run.dataset, ShardSet):
+        stream = ShardStream(
+            run.dataset, batch_size=run.batch_size, seed=config.train.seed, start=run.step,
+            stop=run.total, rank=group.rank, world=group.world, keep=keep,
+        )  # fmt: skip
+        return stream_loader(stream, settings)
+    sampler = StepBatchSampler(
+        len(run.dataset), run.batch_size, config.train.seed, run.step, run.total,
+        group.rank, group.world,
+    )  # fmt: skip
+    if isinstance(run.dataset, MultiModalDataset):  # in memory: nothing left to decode
+        settings = LoaderSettings()
+    return make_loader(run.dataset, sampler, settings, keep=keep)
+
+
+def data_topology(run: Run) -> dict[str, int]:
+    """What a streamed epoch's batches depend on besides (seed, step)."""
+    return {"world": run.group.world, "workers": run.config.data.workers}
 
 
 def count_bad(run: Run, bad: list, skip_bad: bool) -> None:
@@ -283,7 +310,11 @@ def checkpoint(run: Run) -> None:
         run.step,
         training_state(run.space, run.objective),
         {"optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict()},
-        {"epoch": run.step / run.per_epoch, "skipped": {str(r): c for r, c in enumerate(counts)}},
+        {
+            "epoch": run.step / run.per_epoch,
+            "skipped": {str(r): int(c) for r, c in enumerate(counts)},
+            "data": data_topology(run),
+        },
         keep=run.config.train.keep_checkpoints,
     )
 
