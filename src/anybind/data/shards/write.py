@@ -23,12 +23,14 @@ from anybind.data.dataset import load_record, resolve_label
 from anybind.data.sample import UNLABELLED, RawRecord
 from anybind.data.shards.index import INDEX_NAME, ShardIndex
 from anybind.errors import DataError
-from anybind.modalities import Modality
+from anybind.modalities import EncodedFile, Modality
 from anybind.progress import progress_bar
 
 
 def encode_member(name: str, modality: Modality, raw: Any, source: str) -> tuple[str, bytes]:
     """(member suffix, bytes) of one modality value."""
+    if isinstance(raw, EncodedFile):  # already encoded (e.g. read from another shard)
+        return f"{name}{raw.suffix}", raw.data
     if isinstance(raw, str | Path) and modality.is_path(raw):
         path = Path(raw)
         try:
