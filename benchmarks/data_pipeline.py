@@ -40,7 +40,7 @@ BATCH = 256
 
 
 def anybind_loader(shards: Path, workers: int, buffer: int):
-    from anybind.data.loader import LoaderSettings
+    from anybind.data.loader import LoaderSettings, batches
     from anybind.data.shards import ShardStream, read_index
     from anybind.data.shards.index import expand_urls
     from anybind.data.shards.stream import ShardSet, stream_loader
@@ -56,7 +56,7 @@ def anybind_loader(shards: Path, workers: int, buffer: int):
         samples=index.samples, samples_per_epoch=index.samples, shuffle_buffer=buffer,
     )  # fmt: skip
     stream = ShardStream(sets, batch_size=BATCH, seed=0, start=0, stop=10**9)
-    return stream_loader(stream, LoaderSettings(workers=workers))
+    return batches(stream_loader(stream, LoaderSettings(workers=workers)))
 
 
 def plain_loader(shards: Path, workers: int, buffer: int):
@@ -98,14 +98,16 @@ def rate(loader, batches: int, warmup: int) -> float:
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    out = {}
-    for name, make in (("plain_webdataset", plain_loader), ("anybind", anybind_loader)):
-        rates = [
-            rate(make(args.shards, args.workers, args.buffer), args.batches, args.warmup)
-            for _ in range(args.repeats)
-        ]
-        out[name] = {"samples_per_s": max(rates), "runs": rates}
-        print(f"{name}: {max(rates):,.0f} samples/s (runs {[round(r) for r in rates]})")
+    """The two loops alternate, `--repeats` times each; the best run of each is kept."""
+    makers = {"plain_webdataset": plain_loader, "anybind": anybind_loader}
+    runs: dict[str, list[float]] = {name: [] for name in makers}
+    for _ in range(args.repeats):
+        for name, make in makers.items():
+            runs[name].append(rate(make(args.shards, args.workers, args.buffer), args.batches,
+                                   args.warmup))  # fmt: skip
+    out: dict = {name: {"samples_per_s": max(r), "runs": r} for name, r in runs.items()}
+    for name, r in runs.items():
+        print(f"{name}: {max(r):,.0f} samples/s (runs {[round(x) for x in r]})")
     out["ratio"] = out["anybind"]["samples_per_s"] / out["plain_webdataset"]["samples_per_s"]
     print(f"anybind / plain = {out['ratio']:.3f}")
     return out

@@ -7,6 +7,7 @@ consumes, and stacks a list of those into a batch. It knows nothing about encode
 from __future__ import annotations
 
 import io
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ class EncodedFile:
 
     @property
     def suffix(self) -> str:
-        return Path(self.name).suffix.lower()
+        return os.path.splitext(self.name)[1].lower()
 
     def open(self) -> io.BytesIO:
         return io.BytesIO(self.data)

@@ -78,25 +78,28 @@ class ImageModality(Modality):
             with Image.open(file) as img:
                 img.load()
                 mode = "L" if self.options.channels == 1 else "RGB"
-                return np.asarray(img.convert(mode))
+                return np.asarray(img if img.mode == mode else img.convert(mode))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image: {exc}", path=source) from exc
 
     def _to_tensor(self, array: np.ndarray, source: str | None) -> torch.Tensor:
-        if array.dtype == np.uint8:
-            scaled = array.astype(np.float32) / 255.0
+        if array.dtype == np.uint8:  # decoded pixels: finite and in [0, 1] once scaled
+            if array.size == 0:
+                raise DataError("the input is empty", path=source)
+            pixels = torch.from_numpy(np.array(array, copy=not array.flags.writeable))
+            tensor = pixels.to(torch.float32).div_(255.0)
         elif np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
             scaled = array.astype(np.float32) / float(self.options.input_max or 1.0)
+            check_finite(scaled, source)
+            if scaled.min() < -1e-6 or scaled.max() > 1 + 1e-6:
+                raise DataError(
+                    f"image values span [{scaled.min():.3g}, {scaled.max():.3g}] after scaling, "
+                    "expected [0, 1]: set image.input_max to the largest raw value",
+                    path=source,
+                )
+            tensor = torch.from_numpy(np.ascontiguousarray(scaled))
         else:
             raise DataError(f"unsupported image dtype {array.dtype}", path=source)
-        check_finite(scaled, source)
-        if scaled.min() < -1e-6 or scaled.max() > 1 + 1e-6:
-            raise DataError(
-                f"image values span [{scaled.min():.3g}, {scaled.max():.3g}] after scaling, "
-                "expected [0, 1]: set image.input_max to the largest raw value",
-                path=source,
-            )
-        tensor = torch.from_numpy(np.ascontiguousarray(scaled))
         if tensor.ndim == 2:
             tensor = tensor[None]
         elif tensor.ndim == 3:

@@ -4,7 +4,9 @@ Each sample is one key (`000000042`) with one member per present modality holdin
 encoded bytes — a file's own bytes under its own suffix (`image.png`, `audio.flac`, `text.txt`),
 an inline array as `.npy` (images) or float WAV (audio, lossless), a string as `.txt` — and a
 `json` member with the id and the label (class index, or null). The index counts samples per
-shard and per modality and lists the class names.
+shard and per modality and lists the class names. Members carry mtime 0: the same records give
+byte-identical shards, and the headers need no PAX extension (reading them is about twice as
+fast as with webdataset's default float mtime).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def write_shards(
     skipped = 0
     pattern = str(out / "shard-%06d.tar")
     with (
-        wds.ShardWriter(pattern, maxcount=samples_per_shard, maxsize=1e18, verbose=0) as sink,
+        wds.ShardWriter(
+            pattern, maxcount=samples_per_shard, maxsize=1e18, verbose=0, mtime=0
+        ) as sink,
         progress_bar("samples", disable=not progress) as bar,
     ):
         task = bar.add_task("writing shards", total=total)
