@@ -21,6 +21,22 @@ from safetensors.torch import load_file
 
 from anybind.recipes.demo import digits_config_path
 
+KILLED = """
+import os, signal, sys
+from anybind.recipes.train import train
+kill_at = int(sys.argv[3])
+def after_step(step):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(sys.argv[1], sys.argv[2], overrides=sys.argv[4:], progress=False, after_step=after_step)
+"""
+
+
+def killed_run(out: Path, overrides: list[str], kill_at: int) -> int:
+    """Train and die by SIGKILL right after step `kill_at` (the test hook of `train`)."""
+    cmd = [sys.executable, "-c", KILLED, str(digits_config_path()), str(out), str(kill_at)]
+    return subprocess.run([*cmd, *overrides], capture_output=True).returncode
+
 
 def train_cli(out: Path, overrides: list[str], *extra: str, env: dict | None = None) -> int:
     cmd = [
@@ -51,7 +67,7 @@ def main() -> None:
         total = json.loads((a / "summary.json").read_text())["steps"]
         # after the first checkpoint (step 10), so that the run really resumes mid-way
         kill_at = random.Random(args.seed).randint(11, total - 1)
-        rc = train_cli(b, overrides, env={"ANYBIND_FAULT_KILL_AT_STEP": str(kill_at)})
+        rc = killed_run(b, overrides, kill_at)
         assert rc == -9, rc
         assert train_cli(b, overrides, "--resume") == 0
         resumed_from = json.loads((b / "summary.json").read_text())["resumed_from"]
