@@ -10,6 +10,7 @@ itself.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 
@@ -131,6 +132,40 @@ class InfoNCE(nn.Module):
             else:
                 loss = info_nce(features[a][both], features[b][both], s, g)
             terms[f"{pair_key(a, b)}_loss"] = loss
+        return terms
+
+    def local_forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+        rows: slice,
+    ) -> dict[str, torch.Tensor]:
+        """This rank's share of every term under data parallelism (open_clip's local loss):
+        the features are gathered from every rank, `rows` are this rank's rows of the gathered
+        batch; its rows are scored as queries against all keys, in both directions, and each
+        term is divided by the pair's global row count. Summed over ranks, the shares are
+        `forward`'s terms, value and gradient (anybind.objectives.distributed). Per rank the
+        logits are (n_local, N), not (N, N)."""
+        from anybind.objectives.distributed import row_info_nce_sum
+        from anybind.objectives.tiled import tiled_row_info_nce
+
+        terms: dict[str, torch.Tensor] = {}
+        for a, b, both in present_pairs(self.pairs, features, masks):
+            s = self.scales(a, b) if self.scales is not None else scale
+            start, n = int(both[: rows.start].sum()), int(both[rows].sum())
+            keys_a, keys_b = features[a][both], features[b][both]
+            g = groups[both] if groups is not None else None
+            local_g = g[start : start + n] if g is not None else None
+            if self.tiled:
+                row_loss = functools.partial(tiled_row_info_nce, tile=self.tile)
+            else:
+                row_loss = row_info_nce_sum
+            total = row_loss(
+                keys_a[start : start + n], keys_b, s, local_g, g, positive_offset=start
+            ) + row_loss(keys_b[start : start + n], keys_a, s, local_g, g, positive_offset=start)
+            terms[f"{pair_key(a, b)}_loss"] = total / (2 * keys_a.shape[0])
         return terms
 
 

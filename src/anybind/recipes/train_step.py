@@ -43,7 +43,9 @@ class Aligner(nn.Module):
         """The loss and its named terms over the global batch (this rank's rows and, under
         torchrun, every other rank's, gathered with gradient)."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            features, masks, groups = self.gathered(batch)
+            features, masks, groups, rows = self.gathered(batch)
+            if hasattr(self.objective, "local_forward"):
+                return self.local_loss(features, masks, groups, rows, step)
         else:
             features = self.space(batch)
             masks = {name: batch[f"{name}_mask"] for name in features}
@@ -75,15 +77,47 @@ class Aligner(nn.Module):
             )
         return loss, terms
 
-    def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None]:
+    def local_loss(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        rows: slice,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """An objective with a local form (InfoNCE): this rank scores only its own rows against
+        every rank's. Returns world × its share, which DistributedDataParallel's average turns
+        into the full-batch gradient, and the global terms (summed over ranks) for logging and
+        for the finiteness check every rank must agree on."""
+        present = {n: f for n, f in features.items() if bool(masks[n].any())}
+        shares = self.objective.local_forward(
+            present, {n: masks[n] for n in present}, groups, self.space.logit_scale(), rows
+        )
+        if not shares:
+            return self.loss_of({}, {}, groups, step)  # raises: no pair present
+        stacked = torch.stack([v.float() for v in shares.values()])
+        totals = stacked.detach().clone()
+        dist.all_reduce(totals)
+        terms = dict(zip(shares, totals, strict=True))
+        if not torch.isfinite(totals.sum()):
+            raise TrainingError(
+                f"step {step}: the loss is {totals.sum().item()} (terms: "
+                f"{ {k: v.item() for k, v in terms.items()} }); stopped. Lower optim.lr or "
+                "check the data."
+            )
+        return stacked.sum() * dist.get_world_size(), terms
+
+    def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None, slice]:
         """Every configured modality embedded on this rank's rows and gathered from all ranks
-        in rank order, in the same order on every rank (the gathers are collectives)."""
+        in rank order, in the same order on every rank (the gathers are collectives); and
+        where this rank's rows sit in the gathered batch."""
         rows = torch.arange(len(batch["id"]))
         device = batch["label"].device
         features, masks = {}, {}
+        offset = 0
         for name in self.space.towers:
             local = embed_rows(self.space, batch, name, rows)
-            features[name] = gather_with_grad(local)[0]
+            features[name], offset = gather_with_grad(local)
             masks[name] = gather_no_grad(batch[f"{name}_mask"].long())[0].bool()
         labels = gather_no_grad(batch["label"])[0]
         keys = caption_keys(masked_captions(batch), len(batch["id"])).to(device)
@@ -91,7 +125,7 @@ class Aligner(nn.Module):
         if groups is not None:
             groups = merge_caption_groups(groups, gather_no_grad(keys)[0].cpu(), self.config)
             groups = groups.to(device)
-        return features, masks, groups
+        return features, masks, groups, slice(offset, offset + len(rows))
 
     def grad_cache(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
         """optim.micro_batches = k > 1 in one process: the batch embedded k row-chunks at a time
@@ -124,7 +158,9 @@ def forward_backward(
         loss, terms = aligner.grad_cache(batch, step) if cached else model(batch, step)
     if not cached:
         loss.backward()
-    return loss.detach(), {name: v.detach() for name, v in terms.items()}
+    terms = {name: v.detach() for name, v in terms.items()}
+    # the loss over the global batch (under a local loss, `loss` is world × this rank's share)
+    return torch.stack([v.float() for v in terms.values()]).sum(), terms
 
 
 def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor) -> torch.Tensor:
