@@ -238,6 +238,9 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0)
     #: seconds a collective may wait before a rank gives up (torchrun runs)
     timeout_s: float = Field(1800.0, gt=0)
+    #: torch.compile every trainable tower's encoder (in place: checkpoints keep their keys);
+    #: the first steps pay for the compilation
+    compile: bool = False
 
 
 class EvalConfig(Strict):

@@ -75,6 +75,26 @@ class PretrainedOptions(EncoderOptions):
         return resolve_model_path(self.path)
 
 
+class TransformersOptions(PretrainedOptions):
+    """Options of a Hugging Face transformers tower."""
+
+    #: recompute each transformer block's activations in the backward pass instead of keeping
+    #: them (transformers' gradient checkpointing): less activation memory for about one
+    #: extra forward pass; the gradients are the same
+    activation_checkpointing: bool = False
+
+
+def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> None:
+    if not options.activation_checkpointing:
+        return
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def resolve_model_path(path: str, required: str = "config.json") -> str:
     """`path` as given, or for `package:MODULE[/SUBDIR]` the folder inside the installed package,
     which must hold the file `required`."""

@@ -29,7 +29,11 @@ from typing import Any, Literal
 import torch
 from transformers import ASTFeatureExtractor, AutoConfig, AutoModel
 
-from anybind.encoders.base import Encoder, PretrainedOptions
+from anybind.encoders.base import (
+    Encoder,
+    TransformersOptions,
+    apply_activation_checkpointing,
+)
 from anybind.encoders.hf_vision import read_preprocessor_config
 from anybind.errors import ConfigError
 from anybind.modalities.audio import AudioOptions
@@ -40,7 +44,7 @@ AST_TYPE = "audio-spectrogram-transformer"
 _AST_EXTRACTOR_KEYS = ("mean", "std", "do_normalize", "padding_value")
 
 
-class HFAudioOptions(PretrainedOptions):
+class HFAudioOptions(TransformersOptions):
     type: Literal["hf_audio"] = "hf_audio"
     #: A local folder (config.json, weights, optionally preprocessor_config.json) or a hub id.
     path: str
@@ -84,6 +88,7 @@ class HFAudio(Encoder):
             )
         pre = read_preprocessor_config(options.location)
         self.model = AutoModel.from_pretrained(options.location, dtype=torch.float32)
+        apply_activation_checkpointing(self.model, options)
         self.do_normalize = bool(pre.get("do_normalize", True))
         self.extractor: ASTFeatureExtractor | None = None
         if self.is_ast:

@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from anybind.encoders.base import Encoder, PretrainedOptions
+from anybind.encoders.base import (
+    Encoder,
+    TransformersOptions,
+    apply_activation_checkpointing,
+)
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
 
@@ -46,7 +50,7 @@ def minilm_path() -> str:
     return str(folder)
 
 
-class HFTextOptions(PretrainedOptions):
+class HFTextOptions(TransformersOptions):
     type: Literal["hf_text"] = "hf_text"
     #: A local folder (config.json, weights, tokenizer files) or a hub id.
     path: str
@@ -72,6 +76,7 @@ class HFText(Encoder):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(options.location)
             self.model = AutoModel.from_pretrained(options.location, dtype=torch.float32)
+            apply_activation_checkpointing(self.model, options)
         except OSError as exc:
             raise ConfigError(
                 f"cannot load a text model from '{options.location}': {exc}", key="encoder.path"

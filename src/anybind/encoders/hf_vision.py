@@ -34,7 +34,11 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, CLIPVisionModel, PreTrainedModel, ViTModel
 from transformers.utils import cached_file
 
-from anybind.encoders.base import Encoder, PretrainedOptions
+from anybind.encoders.base import (
+    Encoder,
+    TransformersOptions,
+    apply_activation_checkpointing,
+)
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
 
@@ -68,7 +72,7 @@ def read_preprocessor_config(path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-class HFVisionOptions(PretrainedOptions):
+class HFVisionOptions(TransformersOptions):
     type: Literal["hf_vision"] = "hf_vision"
     #: A local folder (config.json, weights, optionally preprocessor_config.json) or a hub id.
     path: str
@@ -87,6 +91,7 @@ class HFVision(Encoder):
             config = AutoConfig.from_pretrained(options.location)
             self.model_type = str(config.model_type)
             self.model = self._load(config)
+            apply_activation_checkpointing(self.model, options)
         except OSError as exc:
             raise ConfigError(
                 f"cannot load a vision model from '{options.location}': {exc}", key="encoder.path"

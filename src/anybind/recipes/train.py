@@ -180,6 +180,8 @@ def setup(
     objective = build_objective(config)
     space.to(device)
     objective.to(device)
+    if config.train.compile:
+        compile_towers(space)
     optimizer, schedule = build_optimizer(space, objective, config, total)
     run = Run(
         config, out, group, device, space, objective, Aligner(space, objective, config),
@@ -189,6 +191,14 @@ def setup(
         restore(run)
     run.model = data_parallel(run.model, device, group)
     return run
+
+
+def compile_towers(space: Space) -> None:
+    """torch.compile each trainable encoder in place (`nn.Module.compile`: same state-dict
+    keys, so checkpoints and run folders do not change)."""
+    for tower in space.towers.values():
+        if any(p.requires_grad for p in tower.encoder.parameters()):
+            tower.encoder.compile()
 
 
 def restore(run: Run) -> None:

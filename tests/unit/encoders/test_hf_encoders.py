@@ -147,6 +147,25 @@ def test_hf_text_truncates_to_max_length_and_grads_flow(tiny_bert: Path) -> None
     assert _grads_flow(encoder, encoder(SENTENCES))
 
 
+def test_activation_checkpointing_keeps_the_gradients(tiny_bert: Path, tiny_vit: Path) -> None:
+    """Recomputing each block in the backward pass is switched on, and changes no gradient."""
+    for build, inputs in (
+        (lambda **kw: _text_encoder(tiny_bert, **kw), SENTENCES),
+        (lambda **kw: _vision_encoder(tiny_vit, **kw), torch.rand(2, 3, 16, 16)),
+    ):
+        grads = []
+        for on in (False, True):
+            torch.manual_seed(0)
+            encoder = build(activation_checkpointing=on).train()
+            assert encoder.model.is_gradient_checkpointing is on
+            torch.manual_seed(1)  # the same dropout masks; the recomputation restores the RNG
+            encoder(inputs).pow(2).sum().backward()
+            grads.append([p.grad.clone() for p in encoder.parameters() if p.grad is not None])
+        assert len(grads[0]) == len(grads[1]) > 5
+        for plain, checkpointed in zip(*grads, strict=True):
+            torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-7)
+
+
 def test_hf_text_through_registry(tiny_bert: Path) -> None:
     assert {"hf_text", "hf_vision", "hf_audio"} <= set(ENCODERS)
     options = encoder_options({"type": "hf_text", "path": str(tiny_bert), "pooling": "cls"})
