@@ -22,7 +22,8 @@ def zero_shot(
     c = class_embeddings.shape[0]
     scores = embeddings @ class_embeddings.T  # (N, C)
     k = min(5, c)
-    topk = scores.topk(k, dim=1).indices  # (N, k)
+    # ties go to the lower class index (torch.topk promises no order among equal scores)
+    topk = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]  # (N, k)
     top1 = (topk[:, 0] == labels).float()
     topk_hit = (topk == labels[:, None]).any(dim=1).float()
     names = class_names or [str(i) for i in range(c)]

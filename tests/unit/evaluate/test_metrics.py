@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
+from anybind.evaluate.retrieval import first_match_ranks
 from anybind.evaluate.zero_shot import ensemble
 
 
@@ -83,6 +84,37 @@ def test_recall_at_k_hand_computed_case() -> None:
         "R@2": pytest.approx(1.0),
         "R@3": pytest.approx(1.0),
     }
+
+
+@pytest.mark.parametrize("chunk", [4096, 3, 1])
+def test_recall_at_k_breaks_exact_ties_by_key_index(chunk: int) -> None:
+    """Duplicated embeddings score exactly alike: the lower key index ranks first, whatever the
+    `ks` asked for and however the work is chunked (torch.topk promises no order for ties)."""
+    base = _unit(6, 5, 7)
+    keys = torch.cat([base, base])  # key j and key j + 6 are the same vector
+    # query i's only match is the second copy of its own vector: the first copy ranks ahead
+    query_ids, key_ids = torch.arange(6), torch.cat([torch.arange(100, 106), torch.arange(6)])
+    for ks in ((1,), (1, 2), (1, 2, 5, 10)):
+        got = recall_at_k(base, keys, query_ids=query_ids, key_ids=key_ids, ks=ks, chunk=chunk)
+        assert got["R@1"] == 0.0
+        if 2 in ks:
+            assert got["R@2"] == 1.0
+    # matching the first copy instead: found at rank 0
+    first = torch.cat([torch.arange(6), torch.arange(100, 106)])
+    got = recall_at_k(base, keys, query_ids=query_ids, key_ids=first, ks=(1,), chunk=chunk)
+    assert got["R@1"] == 1.0
+    ranks = first_match_ranks(base, keys, query_ids=query_ids, key_ids=key_ids, chunk=chunk)
+    assert ranks.tolist() == [1] * 6
+
+
+def test_zero_shot_gives_a_tie_to_the_lower_class_index() -> None:
+    classes = _unit(3, 4, 8)
+    classes = torch.cat([classes, classes[:1]])  # class 3 is class 0's twin
+    emb = torch.cat([classes[:1]] * 5)
+    got = zero_shot(emb, torch.zeros(5, dtype=torch.long), classes)
+    assert got["top1"] == 1.0 and got["confusion"][0][0] == 5
+    other = zero_shot(emb, torch.full((5,), 3), classes)
+    assert other["top1"] == 0.0 and other["confusion"][3][0] == 5
 
 
 def _naive_zero_shot(
