@@ -49,8 +49,9 @@ class ShardSet:
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def records(self, urls: Sequence[str]) -> Iterator[RawRecord]:
-        """The records of `urls`, in order; a shard that cannot be read is named."""
+    def raw(self, urls: Sequence[str]) -> Iterator[RawSample]:
+        """(members, shard, row) of every sample of `urls`, in order, undecoded; a shard that
+        cannot be read is named."""
         import webdataset as wds
 
         for url in urls:
@@ -59,13 +60,15 @@ class ShardSet:
             try:
                 for sample in samples:
                     row += 1
-                    yield to_record(sample, url, row, self)
-            except DataError:
-                raise
+                    yield sample, url, row
             except Exception as exc:  # tarfile and the URL opener raise many error types
                 raise DataError(
                     f"cannot read the shard after {row} samples: {exc}", path=url
                 ) from None
+
+    def records(self, urls: Sequence[str]) -> Iterator[RawRecord]:
+        for sample, url, row in self.raw(urls):
+            yield to_record(sample, url, row, self)
 
     def decode(self, record: RawRecord) -> Sample | BadSample:
         if record.values.get("__bad__"):
@@ -75,6 +78,10 @@ class ShardSet:
             return load_record(record, self.modalities, self.class_names)
         except DataError as exc:
             return BadSample(-1, exc.detail, exc.path, exc.row)
+
+
+#: a sample as read from a tar: its members by suffix, its shard, its place in the shard
+RawSample = tuple[dict[str, Any], str, int]
 
 
 def to_record(sample: dict[str, Any], url: str, row: int, shards: ShardSet) -> RawRecord:
@@ -133,7 +140,7 @@ class ShardStream(IterableDataset):
         random.Random(f"{self.seed}/{epoch}").shuffle(urls)  # the same on every rank
         return urls[self.rank :: self.world]
 
-    def raw_batches(self, epoch: int, stream: int, streams: int) -> Iterator[list[RawRecord]]:
+    def raw_batches(self, epoch: int, stream: int, streams: int) -> Iterator[list[RawSample]]:
         urls = self.epoch_urls(epoch)[stream::streams]
         if not urls:
             raise DataError(
@@ -142,19 +149,19 @@ class ShardStream(IterableDataset):
                 "fewer data.workers"
             )
         rng = random.Random(f"{self.seed}/{epoch}/{self.rank}/{stream}")
-        batch: list[RawRecord] = []
+        batch: list[RawSample] = []
         while True:  # a sample budget: the stream's shards again if it runs out
-            for record in self.shuffled(self.shards.records(urls), rng):
+            for record in self.shuffled(self.shards.raw(urls), rng):
                 batch.append(record)
                 if len(batch) == self.local:
                     yield batch
                     batch = []
 
-    def shuffled(self, records: Iterator[RawRecord], rng: random.Random) -> Iterator[RawRecord]:
-        """A shuffle buffer over raw records, drained at the end: each record once."""
-        buffer: list[RawRecord] = []
+    def shuffled(self, records: Iterator[RawSample], rng: random.Random) -> Iterator[RawSample]:
+        """A shuffle buffer over raw samples, drained at the end: each sample once."""
+        buffer: list[RawSample] = []
 
-        def take() -> RawRecord:
+        def take() -> RawSample:
             i = rng.randrange(len(buffer))
             buffer[i], buffer[-1] = buffer[-1], buffer[i]
             return buffer.pop()
@@ -169,7 +176,7 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        current: tuple[tuple[int, int], Iterator[list[RawRecord]]] | None = None
+        current: tuple[tuple[int, int], Iterator[list[RawSample]]] | None = None
         for step in range(self.start + worker, self.stop, workers):
             epoch, within = divmod(step, self.per_epoch)
             key = (epoch, within % workers)
@@ -179,7 +186,8 @@ class ShardStream(IterableDataset):
                     next(stream)
                 current = (key, stream)
             batch = next(current[1])
-            yield self.collate([(-1, self.shards.decode(r)) for r in batch])
+            records = [to_record(*raw, self.shards) for raw in batch]
+            yield self.collate([(-1, self.shards.decode(r)) for r in records])
 
 
 class ShardReader(IterableDataset):
