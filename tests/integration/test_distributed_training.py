@@ -178,3 +178,40 @@ def test_one_ddp_step_has_the_single_process_gradients(
     assert {k for k in two_grads if not k.startswith("objective.")} == set(one)
     for key, grad in one.items():
         torch.testing.assert_close(two_grads[key], grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("data", ["arrays", "shards"])
+def test_evaluation_sharded_over_two_ranks_reports_what_one_process_does(
+    tmp_path: Path, tiny_npz: Path, data: str
+) -> None:
+    """Each rank decodes and embeds every other row (or shard); the gathered report equals the
+    single-process one, and only rank 0 prints it."""
+    config = tiny_config(tiny_npz, **{"optim.steps": 6})
+    run = tmp_path / "run"
+    train(config_from_dict(config), run, progress=False)
+    args = ["eval", str(run), "--quiet"]
+    if data == "shards":
+        from test_shard_training import write_shards
+
+        _, shards = write_shards(tmp_path)
+        index = {"type": "shards", "path": str(shards / "shard-*.tar")}
+        (tmp_path / "shards.yaml").write_text(yaml.safe_dump([index]))
+        args += ["--data", str(tmp_path / "shards.yaml")]
+    anybind = Path(sys.executable).with_name("anybind")
+    one = subprocess.run([str(anybind), *args, "--json", str(tmp_path / "one.json")],
+                         capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = torchrun([str(anybind), *args, "--json", str(tmp_path / "two.json")], world=2,
+                   timeout_s=TIMEOUT_S, no_python=True)  # fmt: skip
+    assert two.returncode == 0, two.stdout[-6000:]
+    assert two.stdout.count("Zero-shot") == 1  # rank 0 alone prints
+    a = json.loads((tmp_path / "one.json").read_text())
+    b = json.loads((tmp_path / "two.json").read_text())
+    assert a["samples"] == b["samples"] == 96 and a["modalities"] == b["modalities"]
+    for modality, scores in a["zero_shot"].items():
+        other = b["zero_shot"][modality]
+        assert other["confusion"] == scores["confusion"] and other["n"] == scores["n"]
+        assert other["per_class_recall"] == pytest.approx(scores["per_class_recall"], abs=1e-9)
+    for pair, scores in a["retrieval"].items():
+        assert b["retrieval"][pair] == scores
+    assert b["geometry"]["modality_gap"] == pytest.approx(a["geometry"]["modality_gap"], abs=1e-5)

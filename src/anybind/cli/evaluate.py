@@ -60,6 +60,9 @@ def eval_command(
         from anybind.errors import AnybindError
 
         raise AnybindError("no evaluation data: pass --data or set data.eval in the config")
+    from anybind.recipes.distributed import join_process_group
+
+    group = join_process_group(next(space.parameters()).device)  # under torchrun: sharded
     report = evaluate_sources(
         space,
         sources,
@@ -67,7 +70,11 @@ def eval_command(
         skip_bad=skip_bad,
         classifiers=classifiers,
         exclude_ids=exclude,
+        group=group,
     )
+    group.close()
+    if not group.main:
+        return
     if adapter is not None:
         report["adapter"] = str(adapter)
     print_report({"eval": report})

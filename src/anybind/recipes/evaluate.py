@@ -9,6 +9,7 @@ modality gap, alignment over paired samples, uniformity per modality.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,9 +24,27 @@ from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
 from anybind.evaluate.zero_shot import ensemble
+from anybind.objectives.distributed import gather_no_grad
 from anybind.progress import progress_bar
 from anybind.recipes.data import Data
+from anybind.recipes.distributed import ProcessGroup
 from anybind.space import Space
+
+Embedded = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def eval_loader(
+    dataset: Data, batch_size: int, settings: LoaderSettings, group: ProcessGroup
+) -> tuple[Any, int]:
+    """This rank's part of one pass over the data: every world-th row from its rank (map-style
+    data) or every world-th shard; and how many samples the whole pass holds."""
+    if isinstance(dataset, ShardSet):
+        mine = replace(dataset, urls=dataset.urls[group.rank :: group.world])
+        return reader_loader(mine, batch_size, settings.workers), dataset.samples
+    if isinstance(dataset, MultiModalDataset):
+        settings = LoaderSettings()
+    rows = list(range(group.rank, len(dataset), group.world))
+    return make_loader(dataset, BatchSampler(rows, batch_size, False), settings), len(dataset)
 
 
 @torch.no_grad()
@@ -37,26 +56,23 @@ def embed_dataset(
     *,
     settings: LoaderSettings | None = None,
     skipped: list[BadSample] | None = None,
-) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    group: ProcessGroup | None = None,
+) -> tuple[Embedded, torch.Tensor, int]:
     """(modality → (embeddings (n, D) on CPU, rows of the samples that have it (n,), sorted),
-    label of every row). A row is a dataset index, or a sample's place in a pass over shards.
+    label of every row, number of samples embedded). A row is a dataset index, or a sample's
+    place in a pass over shards.
 
     One pass over the data; lazy data and shards are decoded as they are drawn, in
-    `settings.workers` processes. A sample that fails to decode stops the evaluation with its
-    file and row, or, when a `skipped` list is given, is left out and appended to it."""
+    `settings.workers` processes. Under torchrun every rank embeds its own part and the parts
+    are gathered, so every rank returns the whole. A sample that fails to decode stops the
+    evaluation with its file and row, or, when a `skipped` list is given, is left out and
+    appended to it."""
     space.eval()
+    group = group or ProcessGroup()
     device = next(space.parameters()).device
-    settings = settings or LoaderSettings()
-    if isinstance(dataset, ShardSet):
-        loader = reader_loader(dataset, batch_size, settings.workers)
-        total = dataset.samples
-    else:
-        if isinstance(dataset, MultiModalDataset):
-            settings = LoaderSettings()
-        order = BatchSampler(range(len(dataset)), batch_size, drop_last=False)
-        loader, total = make_loader(dataset, order, settings), len(dataset)
+    loader, total = eval_loader(dataset, batch_size, settings or LoaderSettings(), group)
     chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in space.towers}
-    labels = torch.full((total,), UNLABELLED, dtype=torch.long)
+    seen_rows, seen_labels = [], []
     seen = 0
     with progress_bar("samples", disable=not progress) as bar:
         task = bar.add_task("embedding", total=total)
@@ -66,9 +82,10 @@ def embed_dataset(
             (skipped if skipped is not None else []).extend(batch["bad"])
             index = batch["index"]
             if isinstance(dataset, ShardSet):  # a pass over shards numbers its own rows
-                index = torch.arange(seen, seen + len(index))
+                index = torch.arange(seen, seen + len(index)) * group.world + group.rank
             seen += len(batch["index"]) + len(batch["bad"])
-            labels[index] = batch["label"]
+            seen_rows.append(index)
+            seen_labels.append(batch["label"])
             for name, tower in space.towers.items():
                 if name not in batch or not bool(batch[f"{name}_mask"].any()):
                     continue
@@ -77,15 +94,28 @@ def embed_dataset(
                 data = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
                 data = data.to(device) if isinstance(data, torch.Tensor) else data
                 chunks[name].append((tower(data).float().cpu(), index[rows]))
-            bar.advance(task, len(batch["index"]) + len(batch["bad"]))
+            bar.advance(task, (len(batch["index"]) + len(batch["bad"])) * group.world)
+    dim = space.config.space.dim
     emb = {
-        name: (torch.cat([e for e, _ in parts]), torch.cat([i for _, i in parts]))
+        name: (
+            torch.cat([e for e, _ in parts]) if parts else torch.empty(0, dim),
+            torch.cat([i for _, i in parts]) if parts else torch.empty(0, dtype=torch.long),
+        )
         for name, parts in chunks.items()
-        if parts
     }
-    if isinstance(dataset, ShardSet):  # workers interleave their shards: sort the rows
-        emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items()}
-    return emb, labels
+    rows, labels = torch.cat(seen_rows), torch.cat(seen_labels)
+    if group.active:
+        emb = {m: (gather_rows(e), gather_rows(r)) for m, (e, r) in emb.items()}
+        rows, labels = gather_rows(rows), gather_rows(labels)
+    every = torch.full((int(rows.max()) + 1 if len(rows) else 0,), UNLABELLED, dtype=torch.long)
+    every[rows] = labels
+    emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items() if len(r)}
+    return emb, every, len(rows)
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of `x`, concatenated in rank order (unequal counts allowed)."""
+    return gather_no_grad(x)[0]
 
 
 @torch.no_grad()
@@ -105,20 +135,23 @@ def evaluate_space(
     name: str = "eval",
     classifiers: dict[str, torch.Tensor] | None = None,
     skip_bad: bool = False,
+    group: ProcessGroup | None = None,
 ) -> dict[str, Any]:
     """`classifiers` replaces the class-prompt embeddings of a modality (e.g. an adapter's head)."""
     config = space.config
     settings = LoaderSettings.from_config(config.data, next(space.parameters()).device)
     skipped: list[BadSample] | None = [] if skip_bad else None
-    emb, labels = embed_dataset(
-        space, dataset, config.eval.batch_size, progress, settings=settings, skipped=skipped
-    )
+    group = group or ProcessGroup()
+    emb, labels, count = embed_dataset(
+        space, dataset, config.eval.batch_size, progress and group.main,
+        settings=settings, skipped=skipped, group=group,
+    )  # fmt: skip
     class_names = dataset.class_names or config.data.class_names
     report: dict[str, Any] = {
         "name": name,
-        "samples": len(labels) - len(skipped or []),
+        "samples": count,
         "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
-        "skipped_samples": len(skipped or []),
+        "skipped_samples": int(group.sum(len(skipped or []))),
         "skip_reasons": [b.message for b in (skipped or [])[:20]],
         "zero_shot": {},
         "retrieval": {},
@@ -185,17 +218,21 @@ def evaluate_sources(
     name: str = "eval",
     classifiers: dict[str, torch.Tensor] | None = None,
     exclude_ids: set[str] | None = None,
+    group: ProcessGroup | None = None,
 ) -> dict[str, Any]:
-    """`exclude_ids`: sample ids left out of the evaluation (an adapter's adaptation samples)."""
+    """`exclude_ids`: sample ids left out of the evaluation (an adapter's adaptation samples).
+    Under torchrun (`group`) every rank decodes and embeds only its part of the data."""
     from anybind.recipes.data import build_dataset
 
+    group = group or ProcessGroup()
     dataset, report = build_dataset(
         sources,
         space.config,
         space.modalities,
         skip_bad=skip_bad,
-        progress=progress,
+        progress=progress and group.main,
         description=f"loading {name} data",
+        cache="none" if group.active else None,  # each rank decodes its own rows only
     )
     excluded = 0
     if exclude_ids and isinstance(dataset, ShardSet):
@@ -207,8 +244,9 @@ def evaluate_sources(
             raise AnybindError("every evaluation sample was used for adaptation: nothing to score")
         dataset = dataset.subset(kept)
     result = evaluate_space(
-        space, dataset, progress=progress, name=name, classifiers=classifiers, skip_bad=skip_bad
-    )
+        space, dataset, progress=progress, name=name, classifiers=classifiers,
+        skip_bad=skip_bad, group=group,
+    )  # fmt: skip
     result["excluded_adaptation_samples"] = excluded
     result["skipped_samples"] += report.skipped
     result["skip_reasons"] = (report.reasons + result["skip_reasons"])[:20]
