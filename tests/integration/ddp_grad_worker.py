@@ -9,6 +9,8 @@ first global batch (`StepBatchSampler`), runs `forward_backward` through the DDP
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -43,8 +45,11 @@ def main(config_path: str, out: str) -> None:
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, Path(out) / "grads.pt")
     dist.barrier()
+    del model  # the DDP reducer goes before the process group
+    gc.collect()
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    os._exit(0)  # as `anybind` does under torchrun: no rank waits in the interpreter's teardown

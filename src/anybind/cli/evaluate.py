@@ -73,9 +73,11 @@ def eval_command(
         group=group,
     )
     group.close()
-    if not group.main:
-        return
-    if adapter is not None:
-        report["adapter"] = str(adapter)
-    print_report({"eval": report})
-    write_json(report, json_out)
+    if group.main:
+        if adapter is not None:
+            report["adapter"] = str(adapter)
+        print_report({"eval": report})
+        write_json(report, json_out)
+    from anybind.cli.train import exit_if_torchrun
+
+    exit_if_torchrun()

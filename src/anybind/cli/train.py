@@ -41,15 +41,15 @@ def train_command(
         skip_bad=skip_bad or None,
         progress=not quiet,
     )
-    if not main_process():
-        return
-    console.print(
-        f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
-        f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
-        f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
-        f"run folder: {out}",
-        soft_wrap=True,
-    )
+    if main_process():
+        console.print(
+            f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
+            f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
+            f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
+            f"run folder: {out}",
+            soft_wrap=True,
+        )
+    exit_if_torchrun()
 
 
 @friendly_errors
@@ -62,6 +62,19 @@ def validate_command(
 
     cfg = load_config(config, overrides or [])
     console.print(f"{config}: valid ({len(cfg.modalities)} modalities, pairs {cfg.pairs()})")
+
+
+def exit_if_torchrun() -> None:
+    """Under torchrun, leave as soon as the work is done and on disk: a rank stuck in the
+    interpreter's teardown (gloo threads, destructors) would keep torchrun, and every other
+    rank's job, waiting."""
+    import os
+    import sys
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def main_process() -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 UNLABELLED = -1
 
 
-@dataclass
+@dataclass(slots=True)
 class RawRecord:
     """What a source yields before loading: raw values (paths, arrays, strings) per modality."""
 
@@ -20,7 +20,7 @@ class RawRecord:
     row: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     """A loaded sample: tensors (or str for text) per present modality."""
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from anybind.errors import DataError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EncodedFile:
     """A file's bytes held in memory (a member of a tar shard): decoded like the file `name`."""
 

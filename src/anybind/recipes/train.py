@@ -15,6 +15,7 @@ taken and ends with bit-identical weights on CPU.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def train(
     try:
         loop(run, skip_bad=skip, progress=progress and run.group.main, after_step=after_step)
     except (TrainingError, DataError) as exc:
-        run.group.close()
+        release(run)
         raise TrainingError(f"{exc} — {kept_message(run)}") from exc
     return finish(run)
 
@@ -359,5 +360,13 @@ def finish(run: Run) -> TrainSummary:
         save_space(run.space, run.out)
         write_summary(run.out, asdict(summary))
     run.group.barrier()  # the run folder is complete on every rank's return
-    run.group.close()
+    release(run)
     return summary
+
+
+def release(run: Run) -> None:
+    """Drop the DistributedDataParallel wrapper, then the process group: a DDP reducer still
+    alive when the group is destroyed can leave a rank waiting at exit."""
+    run.model = getattr(run.model, "module", run.model)
+    gc.collect()
+    run.group.close()
