@@ -79,7 +79,7 @@ class Run:
 def as_sources(data: Sequence[str | Source]) -> list[Source]:
     """Typed sources from `--data`-style strings (folders labelled by the file-name prefix) or
     sources."""
-    from anybind.cli.sources import parse_sources
+    from anybind.recipes.source_specs import parse_sources
 
     sources: list[Source] = []
     for item in data:

@@ -61,8 +61,8 @@ def adapt_command(
 ) -> None:
     """Adapt a trained space to target data; save a small adapter; score it against zero-shot."""
     from anybind.adapt.run import adapt_run, target_modality
-    from anybind.cli.sources import parse_sources
     from anybind.recipes.data import build_dataset
+    from anybind.recipes.source_specs import parse_sources
     from anybind.space import load_space
 
     sources = parse_sources(

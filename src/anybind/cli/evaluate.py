@@ -36,9 +36,9 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Zero-shot accuracy, retrieval for every modality pair, and the geometry of the space."""
-    from anybind.cli.sources import parse_sources
     from anybind.recipes.evaluate import evaluate_sources
     from anybind.recipes.report import print_report
+    from anybind.recipes.source_specs import parse_sources
     from anybind.space import load_space
 
     classifiers, exclude = None, None

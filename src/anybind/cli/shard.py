@@ -29,8 +29,8 @@ def shard_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Write the samples of any sources, with their original encoded bytes, into tar shards."""
-    from anybind.cli.sources import parse_sources
     from anybind.recipes.shard import shard_sources
+    from anybind.recipes.source_specs import parse_sources
 
     sources = parse_sources(
         data, modality=modality, pattern=pattern, keys=keys or [], preprocess="none"

@@ -164,7 +164,7 @@ def batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
             batch = next(iterator)
         except StopIteration:
             return
-        except RuntimeError as exc:  # noqa: PERF203
+        except RuntimeError as exc:
             text = str(exc)
             if "DataLoader worker" in text or "DataLoader timed out" in text:
                 raise DataError(

@@ -78,10 +78,14 @@ def source_dataset(
 
             captions = DIGITS_CAPTIONS
         add_captions(records, captions, class_names)
-    feature_cache = feature_cache_root(config)
-    for modality in modalities.values():
-        modality.use_feature_cache(feature_cache)
+    use_feature_cache(modalities, config)
     return RecordDataset(records, modalities, class_names)
+
+
+def use_feature_cache(modalities: dict[str, Modality], config: Config) -> None:
+    root = feature_cache_root(config)
+    for modality in modalities.values():
+        modality.use_feature_cache(root)
 
 
 def feature_cache_root(config: Config) -> str | None:
@@ -114,9 +118,7 @@ def shard_set(sources: list[Source], config: Config, modalities: dict[str, Modal
         urls += found
         samples += count
         per_epoch += source.samples_per_epoch or count
-    feature_cache = feature_cache_root(config)
-    for modality in modalities.values():
-        modality.use_feature_cache(feature_cache)
+    use_feature_cache(modalities, config)
     return ShardSet(
         urls,
         modalities,

@@ -63,18 +63,9 @@ class Aligner(nn.Module):
         terms = self.objective(
             present, {n: masks[n] for n in present}, groups, self.space.logit_scale()
         )
-        if not terms:
-            raise TrainingError(
-                f"step {step}: no modality pair is present in the batch; "
-                "check objective.pairs against the data"
-            )
+        require_terms(terms, step)
         loss = torch.stack([v.float() for v in terms.values()]).sum()
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"step {step}: the loss is {loss.item()} (terms: "
-                f"{ {k: v.item() for k, v in terms.items()} }); stopped. Lower optim.lr or "
-                "check the data."
-            )
+        require_finite(loss, terms, step)
         return loss, terms
 
     def local_loss(
@@ -93,18 +84,12 @@ class Aligner(nn.Module):
         shares = self.objective.local_forward(
             present, {n: masks[n] for n in present}, groups, self.space.logit_scale(), rows
         )
-        if not shares:
-            return self.loss_of({}, {}, groups, step)  # raises: no pair present
+        require_terms(shares, step)
         stacked = torch.stack([v.float() for v in shares.values()])
         totals = stacked.detach().clone()
         dist.all_reduce(totals)
         terms = dict(zip(shares, totals, strict=True))
-        if not torch.isfinite(totals.sum()):
-            raise TrainingError(
-                f"step {step}: the loss is {totals.sum().item()} (terms: "
-                f"{ {k: v.item() for k, v in terms.items()} }); stopped. Lower optim.lr or "
-                "check the data."
-            )
+        require_finite(totals.sum(), terms, step)
         return stacked.sum() * dist.get_world_size(), terms
 
     def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None, slice]:
@@ -144,6 +129,23 @@ class Aligner(nn.Module):
         k = self.config.optim.micro_batches
         loss = grad_cache_step(encoders, {n: rows for n in masks}, loss_of, k)
         return loss, found
+
+
+def require_terms(terms: dict[str, torch.Tensor], step: int) -> None:
+    if not terms:
+        raise TrainingError(
+            f"step {step}: no modality pair is present in the batch; "
+            "check objective.pairs against the data"
+        )
+
+
+def require_finite(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"step {step}: the loss is {loss.item()} (terms: "
+            f"{ {k: v.item() for k, v in terms.items()} }); stopped. Lower optim.lr or "
+            "check the data."
+        )
 
 
 def forward_backward(

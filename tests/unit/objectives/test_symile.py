@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import pytest
 import torch
@@ -321,8 +320,6 @@ def test_finite_gradients_at_scale_100(negatives: str, m_count: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_symile_learns_xor_where_pairwise_clip_cannot(seed: int) -> None:
-    started = time.perf_counter()
     result = run_symile_xor(n_train=2000, n_test=500, bits=5, epochs=10, seed=seed, progress=False)
     assert result["symile_acc"] >= 0.9, result
     assert result["clip_acc"] <= 0.6, result
-    assert time.perf_counter() - started < 15

@@ -1,4 +1,4 @@
-"""Turn `--data` strings into typed data sources."""
+"""Turn `--data`-style strings (the CLI's and the API's) into typed data sources."""
 
 from __future__ import annotations
 
