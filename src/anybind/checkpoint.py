@@ -87,7 +87,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_text(root / "latest", name)
-    _prune(root, keep)
+    prune_checkpoints(root, keep)
     return root / name
 
 
@@ -110,7 +110,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return weights, optim, meta
 
 
-def _prune(root: Path, keep: int) -> None:
+def prune_checkpoints(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

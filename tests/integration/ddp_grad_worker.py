@@ -1,10 +1,12 @@
-"""torchrun worker for test_distributed_training.py: one training step's gradients under DDP.
+"""torchrun worker for test_distributed_training.py: one training step's gradients on 2 ranks.
 
     ddp_grad_worker.py CONFIG.yaml OUT_DIR
 
 Every rank builds the space and objective of CONFIG with the same seed, takes its chunk of the
-first global batch (`StepBatchSampler`), runs `forward_backward` through the DDP-wrapped
-`Aligner` and, on rank 0, saves the averaged parameter gradients and the logged loss.
+first global batch (`StepBatchSampler`), runs `forward_backward` through the `Aligner`, wrapped
+as `train.parallel` says (DDP, or sharded by FSDP2) and, on rank 0, saves the averaged parameter
+gradients (whole: FSDP's shards are gathered), the logged loss, and the gradients after
+`clip_gradients` to a tenth of their norm.
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from anybind.config import load_config
 from anybind.data.loader import LoaderSettings, StepBatchSampler, batches, make_loader
 from anybind.objectives import build_objective
 from anybind.recipes.data import build_dataset
-from anybind.recipes.distributed import ProcessGroup, data_parallel
+from anybind.recipes.distributed import ProcessGroup, parallelize
+from anybind.recipes.fsdp import clip_gradients
 from anybind.recipes.train_step import Aligner, forward_backward
 from anybind.space import Space
+
+
+def whole(grad: torch.Tensor) -> torch.Tensor:
+    return grad.full_tensor() if isinstance(grad, DTensor) else grad.clone()
 
 
 def main(config_path: str, out: str) -> None:
@@ -38,14 +46,19 @@ def main(config_path: str, out: str) -> None:
     sampler = StepBatchSampler(len(dataset), config.optim.batch_size, 0, 0, 1, rank, world)
     loader = make_loader(dataset, sampler, LoaderSettings(), keep=list(space.towers))
     (batch,) = list(batches(loader))
-    model = data_parallel(Aligner(space, objective, config), torch.device("cpu"),
-                          ProcessGroup(rank, world))  # fmt: skip
+    model = parallelize(Aligner(space, objective, config), torch.device("cpu"),
+                        ProcessGroup(rank, world), config.train.parallel)  # fmt: skip
+    aligner = getattr(model, "module", model)
     loss, _ = forward_backward(model, batch, 0, torch.device("cpu"))
-    grads = {k: p.grad.clone() for k, p in model.module.named_parameters() if p.grad is not None}
+    named = [(k, p) for k, p in aligner.named_parameters() if p.grad is not None]
+    grads = {k: whole(p.grad) for k, p in named}
+    norm = clip_gradients([p for _, p in named], 0.1)
+    clipped = {k: whole(p.grad) for k, p in named}
     if rank == 0:
-        torch.save({"loss": loss, "grads": grads}, Path(out) / "grads.pt")
+        result = {"loss": loss, "grads": grads, "clipped": clipped, "norm": norm}
+        torch.save(result, Path(out) / "grads.pt")
     dist.barrier()
-    del model  # the DDP reducer goes before the process group
+    del model, aligner  # the DDP reducer goes before the process group
     gc.collect()
     dist.destroy_process_group()
 

@@ -39,19 +39,20 @@ def losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines]
 
 
-@pytest.mark.parametrize(
-    ("objective", "batch_size"),
-    [
-        ({"type": "infonce"}, 32),
-        ({"type": "siglip"}, 31),
-        ({"type": "symile"}, 31),
-        ({"type": "cwcl", "anchor": "text"}, 32),
-        ({"type": "infonce", "scale": "per_pair", "positives": "caption"}, 31),
-        ({"type": "infonce", "tiled": True, "tile": 8, "positives": "none"}, 31),
-    ],
-)
+OBJECTIVES = [
+    ({"type": "infonce"}, 32),
+    ({"type": "siglip"}, 31),
+    ({"type": "symile"}, 31),
+    ({"type": "cwcl", "anchor": "text"}, 32),
+    ({"type": "infonce", "scale": "per_pair", "positives": "caption"}, 31),
+    ({"type": "infonce", "tiled": True, "tile": 8, "positives": "none"}, 31),
+]
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+@pytest.mark.parametrize(("objective", "batch_size"), OBJECTIVES)
 def test_two_ranks_train_exactly_like_one_process(
-    tmp_path: Path, tiny_npz: Path, objective: dict, batch_size: int
+    tmp_path: Path, tiny_npz: Path, objective: dict, batch_size: int, parallel: str
 ) -> None:
     config = tiny_config(
         tiny_npz,
@@ -65,6 +66,7 @@ def test_two_ranks_train_exactly_like_one_process(
             "train.checkpoint_every": 3,
         },
     )
+    config["train"]["parallel"] = parallel
     # no RNG in the step: each rank draws augmentation and dropout from its own stream
     config["modalities"]["image"]["encoder"]["dropout"] = 0.0
     for modality in config["modalities"].values():
@@ -94,10 +96,55 @@ def test_two_ranks_train_exactly_like_one_process(
             a, b = torch.cat([a[:third], a[2 * third :]]), torch.cat([b[:third], b[2 * third :]])
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
     assert (tmp_path / "two" / "summary.json").is_file()
-    assert len(list((tmp_path / "two" / "checkpoints").glob("step-*"))) >= 1
+    (last,) = (tmp_path / "two" / "checkpoints").glob("step-*")
+    assert (last / "sharded").is_dir() == (parallel == "fsdp")  # FSDP: a DCP checkpoint
 
 
-def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_rank_without_a_modality_in_its_rows_still_trains_exactly(
+    tmp_path: Path, tiny_npz: Path, parallel: str
+) -> None:
+    """Half the samples have no caption, and a batch of 4 gives each rank 2 rows, so in some
+    steps a rank holds no text at all: under FSDP it must still run the (sharded) text tower,
+    whose all-gather and reduce-scatter every rank joins, and the result must not change."""
+    changes = {"optim.steps": 6, "optim.batch_size": 4, "train.log_every": 1}
+    config = tiny_config(tiny_npz, **changes, **{"train.parallel": parallel})
+    images_only = {"type": "arrays", "path": str(tiny_npz), "keys": {"image": "images"}}
+    config["data"]["train"].append(images_only)
+    config["modalities"]["image"]["encoder"]["dropout"] = 0.0
+    for modality in config["modalities"].values():
+        modality["augment"] = False
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = torchrun_train(path, tmp_path / "two")
+    assert done.returncode == 0, done.stdout[-6000:]
+    config["optim"]["micro_batches"] = 2
+    train(config_from_dict(config), tmp_path / "one", progress=False)
+
+    from anybind.data.loader import StepBatchSampler
+    from anybind.recipes.data import build_dataset
+    from anybind.space import Space
+
+    cfg = config_from_dict(config)
+    dataset, _ = build_dataset(cfg.data.train, cfg, Space(cfg).modalities, progress=False)
+    no_text = 0
+    for rows in StepBatchSampler(len(dataset), 4, 0, 0, 6):
+        for half in (rows[:2], rows[2:]):
+            mask = dataset.batch(half).get("text_mask", torch.zeros(1, dtype=torch.bool))
+            no_text += not bool(mask.any())
+    assert no_text >= 1  # the case under test happens
+
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    w2, w1 = load_weights(tmp_path / "two" / WEIGHTS), load_weights(tmp_path / "one" / WEIGHTS)
+    for key in w1:
+        if not key.endswith(("running_mean", "running_var", "batches_tracked", "in_proj_bias")):
+            torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(
+    tmp_path: Path, parallel: str
+) -> None:
     from test_lazy_training import lazy_config, manifest
 
     path = manifest(tmp_path / "data")
@@ -108,6 +155,7 @@ def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(tmp_path
             "data.cache": "none",
             "data.workers": 1,
             "train.checkpoint_every": 4,
+            "train.parallel": parallel,
         },
     )
     cfg = tmp_path / "config.yaml"
@@ -135,21 +183,31 @@ def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(tmp_path
 
 
 @pytest.mark.parametrize(
-    "objective",
+    ("objective", "parallel", "micro"),
     [
-        {"type": "infonce"},  # the local form: each rank scores its own rows
-        {"type": "infonce", "positives": "caption", "scale": "per_pair"},
-        {"type": "siglip"},  # computed over the gathered batch on every rank
+        ({"type": "infonce"}, "ddp", 1),  # the local form: each rank scores its own rows
+        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 1),
+        ({"type": "siglip"}, "ddp", 1),  # computed over the gathered batch on every rank
+        ({"type": "infonce"}, "fsdp", 1),
+        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "fsdp", 1),
+        ({"type": "siglip"}, "fsdp", 1),
+        # GradCache on each rank: 2 chunks of 16 + 15 rows are the single process's 4 chunks
+        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 2),
+        ({"type": "siglip"}, "fsdp", 2),
+        ({"type": "symile"}, "ddp", 2),
     ],
 )
-def test_one_ddp_step_has_the_single_process_gradients(
-    tmp_path: Path, tiny_npz: Path, objective: dict
+def test_one_distributed_step_has_the_single_process_gradients(
+    tmp_path: Path, tiny_npz: Path, objective: dict, parallel: str, micro: int
 ) -> None:
     """The averaged gradients of a 2-rank step equal one process's on the same 31 rows, to
     float tolerance: this catches a wrong factor of the world size, which Adam's per-element
-    normalisation would hide from a comparison of weights."""
+    normalisation would hide from a comparison of weights. Under FSDP the towers' gradients are
+    reduce-scattered shards and the loss's own parameters are averaged apart; clipping combines
+    both norms."""
     config = tiny_config(tiny_npz, **{"optim.batch_size": 31, "objective": {**objective,
-                                      "pairs": "all"}})  # fmt: skip
+                                      "pairs": "all"}, "train.parallel": parallel,
+                                      "optim.micro_batches": micro})  # fmt: skip
     config["modalities"]["image"]["encoder"]["dropout"] = 0.0
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -164,20 +222,28 @@ def test_one_ddp_step_has_the_single_process_gradients(
     from anybind.recipes.train_step import Aligner, forward_backward
     from anybind.space import Space
 
-    config["optim"]["micro_batches"] = 2  # the same row chunks, so BatchNorm sees the same rows
+    config["optim"]["micro_batches"] = 2 * micro  # the same row chunks: BatchNorm sees them too
     cfg = config_from_dict(config)
     torch.manual_seed(0)
     space = Space(cfg).train()
     dataset, _ = build_dataset(cfg.data.train, cfg, space.modalities, progress=False)
     (rows,) = list(StepBatchSampler(len(dataset), 31, 0, 0, 1))
-    loss, _ = forward_backward(Aligner(space, build_objective(cfg), cfg), dataset.batch(rows),
-                               0, torch.device("cpu"))  # fmt: skip
+    aligner = Aligner(space, build_objective(cfg), cfg)
+    loss, _ = forward_backward(aligner, dataset.batch(rows), 0, torch.device("cpu"))
     assert two["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
-    one = {k: p.grad for k, p in space.named_parameters() if p.grad is not None}
-    two_grads = {k.removeprefix("space."): g for k, g in two["grads"].items()}
-    assert {k for k in two_grads if not k.startswith("objective.")} == set(one)
+    one = {k: p.grad.clone() for k, p in aligner.named_parameters() if p.grad is not None}
+    assert set(two["grads"]) == set(one)
+    has_own = objective.get("scale") == "per_pair" or objective["type"] == "siglip"
+    assert any(k.startswith("objective.") for k in one) == has_own
     for key, grad in one.items():
-        torch.testing.assert_close(two_grads[key], grad, rtol=1e-4, atol=1e-6, msg=key)
+        torch.testing.assert_close(two["grads"][key], grad, rtol=1e-4, atol=1e-6, msg=key)
+    norm = torch.nn.utils.clip_grad_norm_([p for p in aligner.parameters() if p.grad is not None],
+                                          0.1)  # fmt: skip
+    assert norm > 0.1  # the clipping acts
+    assert two["norm"].item() == pytest.approx(norm.item(), rel=1e-5)
+    for key, p in aligner.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(two["clipped"][key], p.grad, rtol=1e-4, atol=1e-7, msg=key)
 
 
 @pytest.mark.parametrize("data", ["arrays", "shards"])

@@ -241,6 +241,9 @@ class TrainConfig(Strict):
     #: torch.compile every trainable tower's encoder (in place: checkpoints keep their keys);
     #: the first steps pay for the compilation
     compile: bool = False
+    #: under torchrun: replicate the towers (`ddp`, DistributedDataParallel) or shard them per
+    #: block (`fsdp`, FSDP2's fully_shard, sharded checkpoints); one process ignores it
+    parallel: Literal["ddp", "fsdp"] = "ddp"
 
 
 class EvalConfig(Strict):

@@ -17,7 +17,8 @@ through the representations. GradCache therefore splits the backward pass at the
 By the chain rule the accumulated gradient equals that of one full-batch backward, at the memory
 cost of one chunk's activations, for about one extra forward pass. The re-forward must reproduce
 the first forward exactly, so the RNG state (dropout) is saved before each chunk's first forward
-and restored for its re-forward.
+and restored for its re-forward. The trainer runs the same three phases through its model's
+forward, so that DDP and FSDP see them (`anybind.recipes.micro_batches`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from torch import Tensor
 _RngState = tuple[Tensor, list[Tensor] | None]
 
 
-def _rng_state() -> _RngState:
+def rng_state() -> _RngState:
     """torch's CPU generator state, and every CUDA device's when CUDA is available."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     return torch.get_rng_state(), cuda
 
 
-def _restore_rng(state: _RngState) -> None:
+def restore_rng(state: _RngState) -> None:
     cpu, cuda = state
     torch.set_rng_state(cpu)
     if cuda is not None:
@@ -77,11 +78,11 @@ def grad_cache_step(
     for m, xs in pieces.items():
         outs = []
         for x in xs:
-            states[m].append(_rng_state())
+            states[m].append(rng_state())
             with torch.no_grad():
                 outs.append(encoders[m](x))
         reps[m] = torch.cat(outs, dim=0).detach().requires_grad_(True)
-    after_forward = _rng_state()
+    after_forward = rng_state()
 
     # 2. full-batch loss on leaf representations; backward caches d loss / d reps
     loss = loss_fn(reps)
@@ -94,9 +95,9 @@ def grad_cache_step(
             continue
         grads = grad.split([x.shape[0] for x in xs], dim=0)
         for x, g, state in zip(xs, grads, states[m], strict=True):
-            _restore_rng(state)
+            restore_rng(state)
             out = encoders[m](x)
             if out.requires_grad:  # a chunk may hold no trainable input (an absent modality)
                 torch.autograd.backward(out, g)
-    _restore_rng(after_forward)
+    restore_rng(after_forward)
     return loss.detach()

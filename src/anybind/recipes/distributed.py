@@ -12,7 +12,9 @@ encoder gradient is W times its rows' share, and `DistributedDataParallel`'s ave
 makes it the full-batch gradient; the loss-only parameters (temperature, objective scales) get
 the full ∂L/∂θ on every rank, which the average leaves as it is. The objective is replicated
 (O(B²) on every rank); the encoders, the usual cost, are not. BatchNorm sees per-rank
-statistics unless converted to SyncBatchNorm. Only rank 0 writes files.
+statistics unless converted to SyncBatchNorm. Only rank 0 writes files. `train.parallel: fsdp`
+shards the towers instead of replicating them, with the same gathers and the same loss
+(`anybind.recipes.fsdp`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from anybind.recipes.fsdp import shard_aligner
+from anybind.recipes.train_step import Aligner
 
 
 @dataclass
@@ -87,16 +92,22 @@ def local_device(name: str, group: ProcessGroup) -> str:
     return name
 
 
-def data_parallel(module: nn.Module, device: torch.device, group: ProcessGroup) -> nn.Module:
-    """`module` wrapped in DistributedDataParallel when several ranks train, else itself.
+def parallelize(
+    aligner: Aligner, device: torch.device, group: ProcessGroup, mode: str = "ddp"
+) -> nn.Module:
+    """`aligner` for several ranks: wrapped in DistributedDataParallel (`ddp`), or with its
+    towers sharded in place by FSDP2 (`fsdp`, see `anybind.recipes.fsdp`); itself in one
+    process.
 
     `find_unused_parameters`: a tower whose modality is absent from a rank's rows in a step is
     not run there, and its parameters must still join that step's gradient average.
     """
     if not group.active:
-        return module
+        return aligner
+    if mode == "fsdp":
+        return shard_aligner(aligner)
     return DistributedDataParallel(
-        module,
+        aligner,
         device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=True,
     )

@@ -32,16 +32,23 @@ from anybind.config import Config, load_config
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.loader import LoaderSettings, StepBatchSampler, batches, make_loader
 from anybind.data.shards.stream import ShardSet, ShardStream, stream_loader
+from anybind.distributed_checkpoint import (
+    full_state,
+    is_sharded,
+    load_sharded_checkpoint,
+    save_sharded_checkpoint,
+)
 from anybind.errors import ConfigError, DataError, TrainingError
 from anybind.objectives import build_objective
 from anybind.progress import progress_bar
 from anybind.recipes.data import Data, build_dataset
 from anybind.recipes.distributed import (
     ProcessGroup,
-    data_parallel,
     join_process_group,
     local_device,
+    parallelize,
 )
+from anybind.recipes.fsdp import broadcast_buffers, clip_gradients
 from anybind.recipes.optim import build_optimizer
 from anybind.recipes.run_folder import (
     MetricsLog,
@@ -98,6 +105,15 @@ class Run:
     def checkpoints(self) -> Path:
         return self.out / "checkpoints"
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: the towers' parameters are sharded over the ranks."""
+        return self.group.active and self.config.train.parallel == "fsdp"
+
+    @property
+    def aligner(self) -> Aligner:
+        return getattr(self.model, "module", self.model)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -146,11 +162,6 @@ def setup(
     data: Data | None,
 ) -> Run:
     group = join_process_group(resolve_device(config.train.device), config.train.timeout_s)
-    if group.active and config.optim.micro_batches > 1:
-        raise ConfigError(
-            "optim.micro_batches > 1 cannot be combined with torchrun yet",
-            key="optim.micro_batches",
-        )
     check_run_folder(out, config, resume)
     group.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(config.train.seed)
@@ -176,6 +187,12 @@ def setup(
             f"a batch of {batch_size} cannot be shared by {group.world} ranks",
             key="optim.batch_size",
         )
+    if batch_size // group.world < config.optim.micro_batches:
+        raise ConfigError(
+            f"{batch_size // group.world} rows per rank cannot be split into "
+            f"{config.optim.micro_batches} micro-batches",
+            key="optim.micro_batches",
+        )
     per_epoch = max(1, n // batch_size)
     total = config.optim.steps or per_epoch * (config.optim.epochs or 1)
     objective = build_objective(config)
@@ -183,14 +200,15 @@ def setup(
     objective.to(device)
     if config.train.compile:
         compile_towers(space)
+    # DDP wraps the towers, FSDP replaces their parameters by shards: before the optimiser
+    model = parallelize(Aligner(space, objective, config), device, group, config.train.parallel)
     optimizer, schedule = build_optimizer(space, objective, config, total)
     run = Run(
-        config, out, group, device, space, objective, Aligner(space, objective, config),
-        optimizer, schedule, data, batch_size, per_epoch, total, skipped_at_load=skipped,
+        config, out, group, device, space, objective, model, optimizer, schedule, data,
+        batch_size, per_epoch, total, skipped_at_load=skipped,
     )  # fmt: skip
     if resume:
         restore(run)
-    run.model = data_parallel(run.model, device, group)
     return run
 
 
@@ -207,10 +225,20 @@ def restore(run: Run) -> None:
     last = latest_checkpoint(run.checkpoints)
     if last is None:
         return
-    weights, state, meta = load_checkpoint(last)
-    load_training_state(run.space, run.objective, weights)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.schedule.load_state_dict(state["scheduler"])
+    if is_sharded(last):  # DCP reshards: it loads under FSDP, DDP or one process alike
+        meta = load_sharded_checkpoint(last, run.aligner, run.optimizer)
+        run.schedule.load_state_dict(meta["scheduler"])
+    elif run.sharded:
+        raise ConfigError(
+            f"{last} holds whole weights (written with train.parallel: ddp or one process); "
+            "resume it with train.parallel: ddp",
+            key="train.parallel",
+        )
+    else:
+        weights, state, meta = load_checkpoint(last)
+        load_training_state(run.space, run.objective, weights)
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.schedule.load_state_dict(state["scheduler"])
     saved = meta.get("data", data_topology(run))
     if isinstance(run.dataset, ShardSet) and saved != data_topology(run):
         raise ConfigError(
@@ -241,7 +269,7 @@ def loop(run: Run, *, skip_bad: bool, progress: bool, after_step: StepHook | Non
             run.optimizer.zero_grad(set_to_none=True)
             loss, terms = forward_backward(run.model, batch, run.step, run.device)
             if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(run.space.parameters(), config.optim.grad_clip)
+                clip_gradients(list(run.space.parameters()), config.optim.grad_clip)
             run.optimizer.step()
             run.schedule.step()
             run.step += 1
@@ -312,22 +340,28 @@ def log_step(run: Run, metrics: MetricsLog | None, terms: dict, samples_per_s: f
 
 
 def checkpoint(run: Run) -> None:
-    """Rank 0 writes the checkpoint; every rank's skip count travels with it."""
+    """Rank 0 writes the checkpoint (under FSDP every rank writes its shards); every rank's
+    skip count travels with it."""
     counts = run.group.gather(run.skipped)
-    if not run.group.main:
-        return
-    save_checkpoint(
-        run.checkpoints,
-        run.step,
-        training_state(run.space, run.objective),
-        {"optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict()},
-        {
-            "epoch": run.step / run.per_epoch,
-            "skipped": {str(r): int(c) for r, c in enumerate(counts)},
-            "data": data_topology(run),
-        },
-        keep=run.config.train.keep_checkpoints,
-    )
+    meta = {
+        "epoch": run.step / run.per_epoch,
+        "skipped": {str(r): int(c) for r, c in enumerate(counts)},
+        "data": data_topology(run),
+    }
+    keep = run.config.train.keep_checkpoints
+    if run.sharded:
+        broadcast_buffers(run.aligner)
+        meta["scheduler"] = run.schedule.state_dict()
+        save_sharded_checkpoint(run.checkpoints, run.step, run.aligner, run.optimizer, meta, keep)
+    elif run.group.main:
+        save_checkpoint(
+            run.checkpoints,
+            run.step,
+            training_state(run.space, run.objective),
+            {"optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict()},
+            meta,
+            keep=keep,
+        )
 
 
 def kept_message(run: Run) -> str:
@@ -356,8 +390,13 @@ def finish(run: Run) -> TrainSummary:
         skipped_samples=skipped,
         resumed_from=run.resumed_from,
     )
+    whole = full_state(run.aligner) if run.sharded else None  # a collective
     if run.group.main:
-        save_space(run.space, run.out)
+        space_state = None
+        if whole is not None:
+            space_state = {k.removeprefix("space."): v for k, v in whole.items()
+                           if k.startswith("space.")}  # fmt: skip
+        save_space(run.space, run.out, state=space_state)
         write_summary(run.out, asdict(summary))
     run.group.barrier()  # the run folder is complete on every rank's return
     release(run)

@@ -7,7 +7,6 @@ sees every trainable parameter (towers, temperature, the objective's own scales 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 from typing import Any
 
@@ -19,7 +18,8 @@ from anybind.config import Config
 from anybind.errors import TrainingError
 from anybind.objectives import group_ids
 from anybind.objectives.distributed import gather_no_grad, gather_with_grad
-from anybind.objectives.grad_cache import grad_cache_step
+from anybind.recipes.fsdp import average_replicated_grads
+from anybind.recipes.micro_batches import Replay, grad_cache_backward
 from anybind.space import Space
 
 
@@ -38,10 +38,20 @@ class Aligner(nn.Module):
         self.space = space
         self.objective = objective
         self.config = config
+        #: run every tower on every step, on placeholder rows where a modality is absent (FSDP:
+        #: a sharded tower's all-gather and reduce-scatter are collectives every rank must join)
+        self.every_tower = False
+        #: parameters kept whole under FSDP, whose gradients are averaged after the backward
+        self.replicated: list[nn.Parameter] = []
 
-    def forward(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, batch: dict[str, Any], step: int, replay: Replay | None = None
+    ) -> tuple[torch.Tensor, dict] | torch.Tensor:
         """The loss and its named terms over the global batch (this rank's rows and, under
-        torchrun, every other rank's, gathered with gradient)."""
+        torchrun, every other rank's, gathered with gradient). With `replay`, GradCache's
+        second pass over one chunk: a scalar whose gradient is the chunk's share."""
+        if replay is not None:
+            return self.replayed(batch, replay, step)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             features, masks, groups, rows = self.gathered(batch)
             if hasattr(self.objective, "local_forward"):
@@ -94,41 +104,52 @@ class Aligner(nn.Module):
 
     def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None, slice]:
         """Every configured modality embedded on this rank's rows and gathered from all ranks
-        in rank order, in the same order on every rank (the gathers are collectives); and
-        where this rank's rows sit in the gathered batch."""
-        rows = torch.arange(len(batch["id"]))
+        with gradient; and where this rank's rows sit in the gathered batch."""
+        return self.global_batch(self.embed_chunk(batch, torch.arange(len(batch["id"]))), batch)
+
+    def embed_chunk(self, batch: dict[str, Any], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every configured modality's embeddings of some rows (zeros where absent)."""
+        return {
+            name: embed_rows(self.space, batch, name, rows, every_tower=self.every_tower)
+            for name in self.space.towers
+        }
+
+    def global_batch(
+        self, local: dict[str, torch.Tensor], batch: dict[str, Any]
+    ) -> tuple[dict, dict, torch.Tensor | None, slice]:
+        """This rank's embeddings of its whole batch gathered with every rank's, in rank order
+        and in the same order on every rank (the gathers are collectives), with the gathered
+        masks and positive groups; and where this rank's rows sit. In one process: itself."""
+        n = len(batch["id"])
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            masks = {name: batch[f"{name}_mask"] for name in local}
+            return local, masks, batch_groups(batch, self.config), slice(0, n)
         device = batch["label"].device
         features, masks = {}, {}
         offset = 0
-        for name in self.space.towers:
-            local = embed_rows(self.space, batch, name, rows)
-            features[name], offset = gather_with_grad(local)
+        for name, embedded in local.items():
+            features[name], offset = gather_with_grad(embedded)
             masks[name] = gather_no_grad(batch[f"{name}_mask"].long())[0].bool()
         labels = gather_no_grad(batch["label"])[0]
-        keys = caption_keys(masked_captions(batch), len(batch["id"])).to(device)
+        keys = caption_keys(masked_captions(batch), n).to(device)
         groups = group_ids(labels.cpu(), None, self.config.objective.positives)
         if groups is not None:
             groups = merge_caption_groups(groups, gather_no_grad(keys)[0].cpu(), self.config)
             groups = groups.to(device)
-        return features, masks, groups, slice(offset, offset + len(rows))
+        return features, masks, groups, slice(offset, offset + n)
 
-    def grad_cache(self, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict]:
-        """optim.micro_batches = k > 1 in one process: the batch embedded k row-chunks at a time
-        (GradCache), same loss over all in-batch negatives; the backward is done here."""
-        found: dict[str, torch.Tensor] = {}
-        masks = {n: batch[f"{n}_mask"] for n in self.space.towers if f"{n}_mask" in batch}
-        groups = batch_groups(batch, self.config)
-
-        def loss_of(features: dict[str, torch.Tensor]) -> torch.Tensor:
-            loss, terms = self.loss_of(features, masks, groups, step)
-            found.update(terms)
-            return loss
-
-        rows = torch.arange(len(batch["id"]))
-        encoders = {n: functools.partial(embed_rows, self.space, batch, n) for n in masks}
-        k = self.config.optim.micro_batches
-        loss = grad_cache_step(encoders, {n: rows for n in masks}, loss_of, k)
-        return loss, found
+    def replayed(self, batch: dict[str, Any], replay: Replay, step: int) -> torch.Tensor:
+        """Σ ⟨embeddings of the chunk, their cached gradient⟩ (+ the loss on the cached
+        embeddings, on the last chunk, for the loss's own parameters)."""
+        total = torch.zeros((), device=batch["label"].device)
+        for name, grad in replay.grads.items():
+            embedded = embed_rows(
+                self.space, batch, name, replay.rows, every_tower=self.every_tower
+            )
+            total = total + (embedded.float() * grad.float()).sum()
+        if replay.loss_inputs is not None:
+            total = total + self.loss_of(*replay.loss_inputs, step)[0]
+        return total
 
 
 def require_terms(terms: dict[str, torch.Tensor], step: int) -> None:
@@ -155,31 +176,37 @@ def forward_backward(
     wrapped in DistributedDataParallel."""
     aligner: Aligner = getattr(model, "module", model)
     config = aligner.config
-    cached = config.optim.micro_batches > 1 and model is aligner
     with autocast_context(config.optim.precision, device):
-        loss, terms = aligner.grad_cache(batch, step) if cached else model(batch, step)
-    if not cached:
-        loss.backward()
+        if config.optim.micro_batches > 1:
+            loss, terms = grad_cache_backward(model, batch, step)
+        else:
+            loss, terms = model(batch, step)
+            loss.backward()
+    if aligner.replicated:
+        average_replicated_grads(aligner.replicated)
     terms = {name: v.detach() for name, v in terms.items()}
     # the loss over the global batch (under a local loss, `loss` is world × this rank's share)
     return torch.stack([v.float() for v in terms.values()]).sum(), terms
 
 
-def embed_rows(space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor) -> torch.Tensor:
+def embed_rows(
+    space: Space, batch: dict[str, Any], name: str, rows: torch.Tensor, *, every_tower: bool = False
+) -> torch.Tensor:
     """Embeddings (len(rows), D) of one modality for some rows of a batch; zeros where absent.
     All-absent rows give zeros that require grad exactly when the tower trains, so every rank
-    of a distributed run backpropagates through the same gathers."""
+    of a distributed run backpropagates through the same gathers; with `every_tower` those
+    zeros come from running the trainable tower on the placeholder rows (times zero)."""
     mask = batch[f"{name}_mask"]
-    if name in batch and bool(mask[rows].any()):
-        data = batch[name]
-        sub = {
-            name: [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows],
-            f"{name}_mask": mask[rows],
-        }
-        return space(sub)[name]
-    trains = torch.is_grad_enabled() and any(
-        p.requires_grad for p in space.towers[name].parameters()
-    )
+    data = batch.get(name)
+    picked = None
+    if data is not None:
+        picked = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
+    if picked is not None and bool(mask[rows].any()):
+        return space({name: picked, f"{name}_mask": mask[rows]})[name]
+    trains = any(p.requires_grad for p in space.towers[name].parameters())
+    if every_tower and trains and picked is not None and len(rows):
+        return space.towers[name](picked) * 0.0  # with or without grad: FSDP's gathers run
+    trains = trains and torch.is_grad_enabled()
     return torch.zeros(len(rows), space.config.space.dim, device=mask.device, requires_grad=trains)
 
 

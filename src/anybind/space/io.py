@@ -14,10 +14,14 @@ from anybind.space.model import Space
 CONFIG = "config.yaml"
 
 
-def save_space(space: Space, run_dir: Path) -> None:
+def save_space(
+    space: Space, run_dir: Path, *, state: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Config and weights; `state` replaces the space's own state dict (FSDP: the full state
+    gathered from the shards)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(space.config, run_dir / CONFIG)
-    save_weights(space.persistent_state(), run_dir / WEIGHTS)
+    save_weights(space.persistent_state(state), run_dir / WEIGHTS)
 
 
 def load_space(

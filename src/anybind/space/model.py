@@ -120,9 +120,13 @@ class Space(nn.Module):
             if mc.freeze_encoder and getattr(self.towers[name].encoder, "pretrained", False)
         ]
 
-    def persistent_state(self) -> dict[str, torch.Tensor]:
+    def persistent_state(
+        self, state: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The state dict (or `state`, e.g. gathered from shards) less the external prefixes."""
         skip = tuple(self.external_prefixes())
-        return {k: v for k, v in self.state_dict().items() if not (skip and k.startswith(skip))}
+        state = self.state_dict() if state is None else state
+        return {k: v for k, v in state.items() if not (skip and k.startswith(skip))}
 
     def load_persistent_state(self, state: dict[str, torch.Tensor]) -> None:
         missing, unexpected = self.load_state_dict(state, strict=False)
