@@ -134,6 +134,9 @@ class InfoNCE(nn.Module):
             terms[f"{pair_key(a, b)}_loss"] = loss
         return terms
 
+    #: `local_forward` applies (the trainer's test for a local form under torchrun)
+    local = True
+
     def local_forward(
         self,
         features: dict[str, torch.Tensor],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anybind.objectives.infonce import present_pairs
@@ -57,4 +58,37 @@ class SigLIP(nn.Module):
             else:
                 loss = sigmoid_loss(fa, fb, self.scale(), self.bias, g)
             terms[f"{a}~{b}_loss"] = loss
+        return terms
+
+    @property
+    def local(self) -> bool:
+        """Whether `local_forward` applies: the dense loss has a local form, the tiled one
+        (square tiles around the diagonal) is computed over the gathered batch."""
+        return not self.tiled
+
+    def local_forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        groups: torch.Tensor | None,
+        scale: torch.Tensor,
+        rows: slice,
+    ) -> dict[str, torch.Tensor]:
+        """This rank's share of every term under data parallelism: its rows of the gathered
+        batch scored against every column, divided by the pair's global row count. The loss is
+        a sum over (row, column) pairs, so the shares of all ranks add up to `forward`'s terms,
+        value and gradient. Per rank the logits are (n_local, N), not (N, N)."""
+        terms: dict[str, torch.Tensor] = {}
+        for a, b, both in present_pairs(self.pairs, features, masks, min_rows=1):
+            start, n = int(both[: rows.start].sum()), int(both[rows].sum())
+            fa, fb = features[a][both], features[b][both]
+            logits = self.scale() * fa[start : start + n] @ fb.T + self.bias
+            if groups is None:
+                positive = torch.zeros_like(logits, dtype=torch.bool)
+                positive[torch.arange(n), torch.arange(start, start + n)] = True
+            else:
+                g = groups[both]
+                positive = g[start : start + n, None] == g[None, :]
+            signed = torch.where(positive, logits, -logits)
+            terms[f"{a}~{b}_loss"] = -F.logsigmoid(signed).sum() / fa.shape[0]
         return terms

@@ -54,7 +54,7 @@ class Aligner(nn.Module):
             return self.replayed(batch, replay, step)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             features, masks, groups, rows = self.gathered(batch)
-            if hasattr(self.objective, "local_forward"):
+            if getattr(self.objective, "local", False):
                 return self.local_loss(features, masks, groups, rows, step)
         else:
             features = self.space(batch)
