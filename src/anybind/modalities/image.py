@@ -86,7 +86,9 @@ class ImageModality(Modality):
         if array.dtype == np.uint8:  # decoded pixels: finite and in [0, 1] once scaled
             if array.size == 0:
                 raise DataError("the input is empty", path=source)
-            pixels = torch.from_numpy(np.array(array, copy=not array.flags.writeable))
+            if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.shape[0] not in (1, 3, 4):
+                array = array.transpose(2, 0, 1)  # (H, W, C) → (C, H, W) on the bytes
+            pixels = torch.from_numpy(np.array(array, order="C"))  # a writeable uint8 copy
             tensor = pixels.to(torch.float32).div_(255.0)
         elif np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
             scaled = array.astype(np.float32) / float(self.options.input_max or 1.0)

@@ -215,11 +215,17 @@ def _items(items: list[tuple[int, Sample | BadSample]]) -> list[tuple[int, Sampl
     return items
 
 
+def as_collated(batch: Any) -> Any:
+    """The `collate_fn` of loaders whose dataset yields whole collated batches."""
+    return batch
+
+
 def reader_loader(shards: ShardSet, batch_size: int, workers: int, *, collate: bool = True):
     """A DataLoader over one ordered pass; never more workers than shards."""
     return DataLoader(
         ShardReader(shards, batch_size, collate=collate),
         batch_size=None,
+        collate_fn=as_collated,
         num_workers=min(workers, len(shards.urls)),
     )
 
@@ -255,6 +261,7 @@ def stream_loader(stream: ShardStream, settings: LoaderSettings) -> DataLoader:
     return DataLoader(
         stream,
         batch_size=None,
+        collate_fn=as_collated,  # not default_convert: it walks every id and caption again
         num_workers=workers,
         pin_memory=settings.pin_memory,
         prefetch_factor=settings.prefetch_factor if workers else None,
