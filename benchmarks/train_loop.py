@@ -81,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of runs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_loop.json"))
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -95,18 +96,23 @@ def main() -> None:
     ]
     config = load_config(digits_config_path(), overrides)
     dataset = synthetic_dataset(Space(config), 4096)
-    plain = plain_loop(config, dataset, args.steps, args.window)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(config, Path(tmp) / "run", dataset=dataset, progress=True)
-        logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
-    ours = [m["samples_per_s"] for m in logged]
-    # drop the first window of each (warm-up: allocator, caches)
+    plains, ours = [], []
+    for _ in range(args.repeats):  # alternating, so that a slow spell of the machine hits both
+        # drop the first window of each (warm-up: allocator, caches)
+        plains.append(statistics.median(plain_loop(config, dataset, args.steps, args.window)[1:]))
+        with tempfile.TemporaryDirectory() as tmp:
+            train(config, Path(tmp) / "run", dataset=dataset, progress=False)
+            logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
+        ours.append(statistics.median([m["samples_per_s"] for m in logged][1:]))
     result = {
         "steps": args.steps,
         "batch_size": config.optim.batch_size,
         "threads": torch.get_num_threads(),
-        "plain_samples_per_s": statistics.median(plain[1:]),
-        "anybind_samples_per_s": statistics.median(ours[1:]),
+        "plain_samples_per_s": max(plains),
+        "anybind_samples_per_s": max(ours),
+        "plain_runs": plains,
+        "anybind_runs": ours,
+        "pair_ratios": [o / p for o, p in zip(ours, plains, strict=True)],
     }
     result["ratio"] = result["anybind_samples_per_s"] / result["plain_samples_per_s"]
     print(json.dumps(result, indent=2))
