@@ -31,9 +31,17 @@ from anybind.space import Space, load_space
 class Run:
     """A trained space loaded from its run folder."""
 
-    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        allow_incomplete: bool = False,
+    ):
         self.run_dir = Path(run_dir)
-        self.space: Space = load_space(self.run_dir, device=device)
+        self.space: Space = load_space(
+            self.run_dir, device=device, allow_incomplete=allow_incomplete
+        )
         self.config: Config = self.space.config
 
     @property
@@ -92,8 +100,12 @@ def as_sources(data: Sequence[str | Source]) -> list[Source]:
     return sources
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    return Run(run_dir, device)
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", *, allow_incomplete: bool = False
+) -> Run:
+    """A finished run; one that failed or did not finish only with `allow_incomplete` (its last
+    checkpoint's weights, with a warning)."""
+    return Run(run_dir, device, allow_incomplete=allow_incomplete)
 
 
 def train(

@@ -39,5 +39,9 @@ class DataError(AnybindError):
         super().__init__(prefix + message)
 
 
+class IncompleteRunWarning(UserWarning):
+    """A run that failed or did not finish is being used as it is (`allow_incomplete`)."""
+
+
 class TrainingError(AnybindError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

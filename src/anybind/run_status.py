@@ -81,6 +81,6 @@ def require_complete(run_dir: Path, *, allow_incomplete: bool = False) -> RunSta
     if not status.complete and not allow_incomplete:
         raise AnybindError(
             f"{run_dir} {status.describe()}. Finish it with `anybind train CONFIG --out "
-            f"{run_dir} --resume`, or pass --allow-incomplete to use it as it is"
+            f"{run_dir} --resume`, or look at it as it is with `anybind eval --allow-incomplete`"
         )
     return status

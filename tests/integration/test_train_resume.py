@@ -31,17 +31,30 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[Path, Path]:
+    """One uninterrupted 20-step run (config, run folder), shared by the kill/resume cases."""
+    import numpy as np
+    from conftest import CLASS_NAMES, tiny_images
+
+    root = tmp_path_factory.mktemp("straight")
+    images, labels = tiny_images(96)
+    captions = np.array([f"a picture of {CLASS_NAMES[y]}" for y in labels])
+    np.savez(root / "tiny.npz", images=images, labels=labels, captions=captions)
+    cfg = root / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(root / "tiny.npz", **{"optim.steps": 20})))
+    done = run_cli("train", str(cfg), "--out", str(root / "a"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return cfg, root / "a"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("kill_at", "resumed_from"),
     [(2, None), (6, 4), (8, 8)],  # before the first checkpoint, between two, right after one
 )
-def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz, kill_at, resumed_from):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(tiny_npz, **{"optim.steps": 20})))
-    straight = run_cli("train", str(cfg), "--out", str(tmp_path / "a"), "--quiet")
-    assert straight.returncode == 0, straight.stderr
-
+def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, straight, kill_at, resumed_from):
+    cfg, first = straight
     killer = Path(__file__).with_name("killed_train.py")
     killed = subprocess.run(
         [sys.executable, str(killer), str(cfg), str(tmp_path / "b"), str(kill_at)],
@@ -51,16 +64,23 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz, kil
     )
     assert killed.returncode == -9, f"kill at {kill_at}: {killed.stderr}"
     assert not (tmp_path / "b" / "summary.json").exists()
-
-    again = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet")
-    assert again.returncode == 2 and "--resume" in again.stderr  # never silently restarts
+    status = json.loads((tmp_path / "b" / "status.json").read_text())
+    assert status["state"] == "running" and status["step"] == (resumed_from or 0)
+    if kill_at == 6:
+        again = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet")
+        assert again.returncode == 2 and "--resume" in again.stderr  # never silently restarts
+        refused = run_cli("eval", str(tmp_path / "b"), "--quiet")
+        assert refused.returncode == 2 and "did not finish: step 4 of 20" in refused.stderr
+        anyway = run_cli("eval", str(tmp_path / "b"), "--quiet", "--allow-incomplete")
+        assert anyway.returncode == 0, anyway.stderr
+        assert "warning:" in anyway.stderr and "checkpoint step-00000004" in anyway.stderr
 
     resumed = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["resumed_from"] == resumed_from  # checkpoints every 4 steps
 
-    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    a = load_file(str(first / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
@@ -70,6 +90,12 @@ def test_resume_after_a_kill_gives_bit_identical_weights(tmp_path, tiny_npz, kil
         for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 20  # no duplicated log lines
+    assert json.loads((tmp_path / "b" / "status.json").read_text())["state"] == "complete"
+    if kill_at == 8:  # --resume on a finished run leaves it alone
+        before = (tmp_path / "b" / "summary.json").read_bytes()
+        again = run_cli("train", str(cfg), "--out", str(tmp_path / "b"), "--quiet", "--resume")
+        assert again.returncode == 0 and "nothing to resume" in again.stdout + again.stderr
+        assert (tmp_path / "b" / "summary.json").read_bytes() == before
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz, monkeypatch):
@@ -89,6 +115,37 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny
         train(config, tmp_path / "run", progress=False)
     assert "The last checkpoint is step-00000004" in str(err.value)
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-00000004"
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["checkpoint"] == "step-00000004"
+    assert "the loss is nan" in status["message"]
+
+    from anybind.api import load_run
+    from anybind.errors import IncompleteRunWarning
+    from anybind.space.io import load_space
+
+    with pytest.raises(AnybindError, match="failed at step 6 of 12"):
+        load_run(tmp_path / "run")
+    with pytest.warns(IncompleteRunWarning, match="checkpoint step-00000004"):
+        space = load_space(tmp_path / "run", allow_incomplete=True)
+    kept = load_file(str(tmp_path / "run" / "checkpoints" / "step-00000004" / "model.safetensors"))
+    initial = load_file(str(tmp_path / "run" / "model.safetensors"))
+    for key, value in space.state_dict().items():
+        assert torch.equal(value, kept[key]), key  # the checkpoint's weights, not the initial
+    assert any(not torch.equal(kept[k], initial[k]) for k in initial)
+
+
+def test_a_run_that_stopped_before_any_checkpoint_says_so(tmp_path, tiny_npz, monkeypatch):
+    from anybind.errors import IncompleteRunWarning
+    from anybind.objectives import infonce
+    from anybind.space.io import load_space
+
+    monkeypatch.setattr(infonce, "info_nce", lambda *a, **k: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="No checkpoint was written"):
+        train(config_from_dict(tiny_config(tiny_npz)), tmp_path / "run", progress=False)
+    with pytest.raises(AnybindError, match="no checkpoint was written, its weights are the init"):
+        load_space(tmp_path / "run")
+    with pytest.warns(IncompleteRunWarning, match="its initial weights"):
+        load_space(tmp_path / "run", allow_incomplete=True)
 
 
 def test_training_learns_the_tiny_task(tmp_path, tiny_npz):

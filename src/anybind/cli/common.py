@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,15 +12,25 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from anybind.errors import AnybindError
+from anybind.errors import AnybindError, IncompleteRunWarning
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+default_showwarning = warnings.showwarning
+
+
+def show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """anybind's own warnings as one yellow line; others as Python prints them."""
+    if issubclass(category, IncompleteRunWarning):
+        console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        default_showwarning(message, category, *_, **__)
 
 
 def friendly_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        warnings.showwarning = show_warning
         try:
             return func(*args, **kwargs)
         except AnybindError as exc:

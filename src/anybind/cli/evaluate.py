@@ -34,6 +34,9 @@ def eval_command(
     json_out: Path = typer.Option(None, "--json", help="Write the full report here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    allow_incomplete: bool = typer.Option(
+        False, "--allow-incomplete", help="Evaluate a run that failed or did not finish."
+    ),
 ) -> None:
     """Zero-shot accuracy, retrieval for every modality pair, and the geometry of the space."""
     from anybind.recipes.evaluate import evaluate_sources
@@ -49,7 +52,7 @@ def eval_command(
         classifiers = adapted_classifiers(space, adaptation)
         exclude = adaptation_ids(adapter)
     else:
-        space = load_space(run_dir)
+        space = load_space(run_dir, allow_incomplete=allow_incomplete)
     sources = (
         parse_sources(
             data or [], modality=modality, pattern=pattern, keys=keys or [], preprocess=preprocess

@@ -41,7 +41,9 @@ def train_command(
         skip_bad=skip_bad or None,
         progress=not quiet,
     )
-    if main_process():
+    if main_process() and summary.resumed_from == summary.steps:
+        console.print(f"nothing to resume: {out} already finished {summary.steps} steps")
+    elif main_process():
         console.print(
             f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
             f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "

@@ -16,6 +16,7 @@ taken and ends with bit-identical weights on CPU.
 from __future__ import annotations
 
 import gc
+import json
 import random
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ from anybind.recipes.run_folder import (
     write_summary,
 )
 from anybind.recipes.train_step import Aligner, augment, forward_backward, to_device
+from anybind.run_status import RunStatus, read_status, write_status
 from anybind.space import Space, save_space
 from anybind.space.io import CONFIG
 
@@ -142,14 +144,39 @@ def train(
 ) -> TrainSummary:
     if not isinstance(config, Config):
         config = load_config(config, overrides)
+    finished = finished_summary(Path(out), config) if resume else None
+    if finished is not None:
+        return finished  # --resume on a finished run leaves it alone
     skip = config.data.skip_bad if skip_bad is None else skip_bad
     run = setup(config, Path(out), resume=resume, skip_bad=skip, progress=progress, data=dataset)
     try:
         loop(run, skip_bad=skip, progress=progress and run.group.main, after_step=after_step)
     except (TrainingError, DataError) as exc:
+        mark(run, "failed", message=str(exc))
         release(run)
         raise TrainingError(f"{exc} — {kept_message(run)}") from exc
     return finish(run)
+
+
+def finished_summary(out: Path, config: Config) -> TrainSummary | None:
+    """The summary of a run that already finished (its config must be this one), else None."""
+    if not (out / CONFIG).is_file() or not read_status(out).complete:
+        return None
+    check_run_folder(out, config, resume=True)
+    try:
+        saved = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        return TrainSummary(**{**saved, "resumed_from": saved["steps"]})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        message = f"{out}: the run is complete but its summary.json is not ({exc})"
+        raise TrainingError(message) from None
+
+
+def mark(run: Run, state: str, message: str | None = None) -> None:
+    """Rank 0 records the run's state in status.json (see anybind.run_status)."""
+    if run.group.main:
+        last = latest_checkpoint(run.checkpoints)
+        name = last.name if last is not None else None
+        write_status(run.out, RunStatus(state, run.step, run.total, name, message))
 
 
 def setup(
@@ -209,6 +236,7 @@ def setup(
     )  # fmt: skip
     if resume:
         restore(run)
+    mark(run, "running")
     return run
 
 
@@ -362,6 +390,7 @@ def checkpoint(run: Run) -> None:
             meta,
             keep=keep,
         )
+    mark(run, "running")
 
 
 def kept_message(run: Run) -> str:
@@ -398,6 +427,7 @@ def finish(run: Run) -> TrainSummary:
                            if k.startswith("space.")}  # fmt: skip
         save_space(run.space, run.out, state=space_state)
         write_summary(run.out, asdict(summary))
+    mark(run, "complete")
     run.group.barrier()  # the run folder is complete on every rank's return
     release(run)
     return summary
