@@ -9,8 +9,8 @@ loads a run.
 A run is `running` from the moment its folder is created until it finishes (`complete`) or
 stops on an error (`failed`); a run killed from outside stays `running`. Loading a run that is
 not complete is refused unless asked for (`allow_incomplete`), and then says which weights it
-holds. Folders without the file (written before it existed) count as complete when they hold
-`summary.json`, which only a finished run writes.
+holds. A folder without the file was written by `save_space` (or before the file existed): a
+space as it is, complete.
 """
 
 from __future__ import annotations
@@ -62,9 +62,7 @@ def write_status(run_dir: Path, status: RunStatus) -> None:
 def read_status(run_dir: Path) -> RunStatus:
     path = run_dir / STATUS
     if not path.is_file():
-        if (run_dir / "summary.json").is_file():
-            return RunStatus("complete")
-        return RunStatus("running", message="no status.json")
+        return RunStatus("complete")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         status = RunStatus(**raw)

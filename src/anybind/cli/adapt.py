@@ -42,7 +42,9 @@ def adapt_command(
         "--data",
         help="Target data: mnist:FILE.npz, fsdd:FOLDER, a manifest, an .npz, a folder or a YAML.",
     ),
-    shots: int = typer.Option(None, "--shots", help="Labelled samples per class (few-shot)."),
+    shots: int = typer.Option(
+        None, "--shots", min=1, help="Labelled samples per class (few-shot)."
+    ),
     out: Path = typer.Option(..., "--out", help="Adapter folder to write."),
     json_out: Path = typer.Option(None, "--json", help="Write the scores and the split here."),
     settings: list[str] = typer.Option(

@@ -12,6 +12,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Bind any set of modalities into one embedding space; measure and use it.",
 )
+def show_version(value: bool) -> None:
+    if value:
+        from anybind import __version__
+
+        typer.echo(f"anybind {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Bind any set of modalities into one embedding space; measure and use it."""
+
+
 app.command("train")(train.train_command)
 app.command("validate")(train.validate_command)
 app.command("check-data")(train.check_data_command)

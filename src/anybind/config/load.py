@@ -20,6 +20,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start + 1})", file=str(path)) from None
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping", file=str(path))
     return config_from_dict(raw, overrides, file=str(path))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -21,18 +19,19 @@ from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
 from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
+from anybind.options import Fraction, Options, Size
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(Options):
+    """A config section: see `anybind.options.Options`."""
 
 
 class ProjectionConfig(Strict):
     """Maps encoder features into the shared space. `identity` needs D_enc == space.dim."""
 
     type: Literal["linear", "mlp", "identity"] = "linear"
-    hidden: int = 512
-    dropout: float = 0.0
+    hidden: Size = 512
+    dropout: Fraction = 0.0
 
 
 class ModalityConfig(Strict):
@@ -52,7 +51,7 @@ class ModalityConfig(Strict):
 
 
 class SpaceConfig(Strict):
-    dim: int = 256
+    dim: Size = 256
     init_temperature: float = Field(0.07, gt=0)
     max_logit_scale: float = Field(100.0, gt=1)
     learn_temperature: bool = True
@@ -167,7 +166,7 @@ Source = Annotated[
 class DataConfig(Strict):
     train: list[Source] = Field(min_length=1)
     eval: list[Source] = Field(default_factory=list)
-    class_names: list[str] | None = None
+    class_names: list[str] | None = Field(None, min_length=1)
     #: Caption templates per modality, used to give labelled samples without text a caption.
     captions: dict[str, list[str]] = Field(default_factory=dict)
     skip_bad: bool = False
@@ -206,6 +205,17 @@ class DataConfig(Strict):
                 "(write the other sources into shards with `anybind shard`)"
             )
         return value
+
+    @field_validator("class_names")
+    @classmethod
+    def _distinct_class_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"class names must be distinct; repeated: {repeated}")
+            if any(not n.strip() for n in names):
+                raise ValueError("a class name is empty")
+        return names
 
 
 class OptimConfig(Strict):

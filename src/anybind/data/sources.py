@@ -63,8 +63,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         rows = []
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
+        with path.open("rb") as f:
+            for i, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"not UTF-8 text (byte {exc.start + 1} of the line)", path=str(path), row=i
+                    ) from None
                 if not line.strip():
                     continue
                 try:
@@ -80,8 +86,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             import pyarrow.csv as pacsv
 
             # an empty cell is an absent value (None), not the empty string
-            convert = pacsv.ConvertOptions(strings_can_be_null=True)
-            return pacsv.read_csv(path, convert_options=convert).to_pylist()
+            convert = pacsv.ConvertOptions(strings_can_be_null=True, check_utf8=True)
+            read = pacsv.ReadOptions(encoding="utf8")
+            table = pacsv.read_csv(path, read_options=read, convert_options=convert)
+            rows = table.to_pylist()
+            if any(isinstance(v, bytes) for row in rows for v in row.values()):
+                raise ValueError("not UTF-8 text")
+            return rows
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 

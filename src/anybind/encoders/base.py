@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from anybind.modalities.base import Modality, ModalityOptions
+from anybind.options import Options
 
 
-class EncoderOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EncoderOptions(Options):
     type: str
 
 

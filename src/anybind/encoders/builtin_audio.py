@@ -17,16 +17,17 @@ from anybind.encoders.base import Encoder, EncoderOptions
 from anybind.encoders.builtin_image import conv_block
 from anybind.modalities.audio import AudioOptions
 from anybind.modalities.base import Modality, ModalityOptions
+from anybind.options import Fraction, Size
 
 
 class AudioCNNOptions(EncoderOptions):
     type: Literal["audio_cnn"] = "audio_cnn"
-    width: int = 24
+    width: Size = 24
     #: a stride-2 stem, then (stages - 1) stages that double the width and halve both axes
-    stages: int = 4
+    stages: Size = 4
     #: convolutions per stage after the stem
-    blocks: int = 1
-    dropout: float = 0.1
+    blocks: Size = 1
+    dropout: Fraction = 0.1
 
 
 class AudioCNN(Encoder):

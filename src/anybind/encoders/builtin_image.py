@@ -14,13 +14,14 @@ from torch import nn
 from anybind.encoders.base import Encoder, EncoderOptions
 from anybind.modalities.base import Modality
 from anybind.modalities.image import ImageOptions
+from anybind.options import Fraction, Size
 
 
 class ImageCNNOptions(EncoderOptions):
     type: Literal["image_cnn"] = "image_cnn"
-    width: int = 32
-    stages: int = 3
-    dropout: float = 0.1
+    width: Size = 32
+    stages: Size = 3
+    dropout: Fraction = 0.1
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:

@@ -9,18 +9,26 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import model_validator
 from torch import nn
 
 from anybind.encoders.base import Encoder, EncoderOptions
 from anybind.modalities.base import Modality
+from anybind.options import Size
 
 
 class ByteTransformerOptions(EncoderOptions):
     type: Literal["text_bytes"] = "text_bytes"
-    width: int = 64
-    layers: int = 2
-    heads: int = 4
-    max_bytes: int = 64
+    width: Size = 64
+    layers: Size = 2
+    heads: Size = 4
+    max_bytes: Size = 64
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ByteTransformerOptions:
+        if self.width % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
+        return self
 
 
 class ByteTransformer(Encoder):

@@ -31,6 +31,7 @@ from anybind.encoders.base import (
 )
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
+from anybind.options import Size
 
 
 def minilm_path() -> str:
@@ -55,7 +56,7 @@ class HFTextOptions(TransformersOptions):
     #: A local folder (config.json, weights, tokenizer files) or a hub id.
     path: str
     pooling: Literal["mean", "cls"] = "mean"
-    max_length: int = 64
+    max_length: Size = 64
     normalize_output: bool = False
 
 

@@ -38,6 +38,7 @@ from anybind.encoders.base import Encoder, PretrainedOptions, resolve_model_path
 from anybind.errors import ConfigError
 from anybind.modalities.audio import AudioOptions
 from anybind.modalities.base import Modality, ModalityOptions
+from anybind.options import Size
 
 SAMPLE_RATE = 16000
 MEL_FILE = "melspectrogram.onnx"
@@ -80,7 +81,7 @@ class SpeechEmbeddingOptions(PretrainedOptions):
     #: folder holding melspectrogram.onnx and embedding_model.onnx
     path: str = "package:openwakeword/resources/models"
     #: frames (10 ms) between consecutive 76-frame windows
-    window_step: int = 8
+    window_step: Size = 8
     #: each clip is scaled to this peak (fraction of full scale); 0 keeps the level as it is
     peak: float = 0.5
     #: standard deviation of the fixed dither, in 16-bit units

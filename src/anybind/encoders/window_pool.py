@@ -18,15 +18,16 @@ from torch import nn
 from anybind.encoders.base import Encoder, EncoderOptions
 from anybind.modalities.audio import AudioOptions
 from anybind.modalities.base import Modality, ModalityOptions
+from anybind.options import Fraction, Size
 
 
 class WindowPoolOptions(EncoderOptions):
     type: Literal["window_pool"] = "window_pool"
     #: width of the vector each window is encoded to before pooling
-    hidden: int = 256
-    dropout: float = 0.1
+    hidden: Size = 256
+    dropout: Fraction = 0.1
     #: dimension of each input vector (96 for the speech embedding)
-    input_dim: int = 96
+    input_dim: Size = 96
     norm: Literal["batch", "layer"] = "layer"
 
 

@@ -37,21 +37,22 @@ from transformers.audio_utils import mel_filter_bank
 from anybind.errors import DataError
 from anybind.feature_cache import FeatureCache
 from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
+from anybind.options import Positive, Size
 
 
 class AudioOptions(ModalityOptions):
-    sample_rate: int = 8000
+    sample_rate: Size = 8000
     representation: Literal["log_mel", "waveform", "speech_embedding"] = "log_mel"
-    n_mels: int = 40
-    n_fft: int = 256
-    hop_length: int = 128
-    frames: int = 64
-    max_seconds: float = 1.0
+    n_mels: Size = 40
+    n_fft: Size = 256
+    hop_length: Size = 128
+    frames: Size = 64
+    max_seconds: Positive = 1.0
     f_min: float = 20.0
     f_max: float | None = None
     #: speech_embedding only: the folder of the pretrained model, and the step between windows
     speech_model: str = "package:openwakeword/resources/models"
-    window_step: int = 8
+    window_step: Size = 8
 
     @model_validator(mode="after")
     def _speech_embedding_rate(self) -> AudioOptions:

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from anybind.errors import DataError
+from anybind.options import Options
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,8 @@ class EncodedFile:
         return io.BytesIO(self.data)
 
 
-class ModalityOptions(BaseModel):
-    """Preprocessing options of a modality; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
+class ModalityOptions(Options):
+    """Preprocessing options of a modality (see `anybind.options.Options`)."""
 
 
 class Modality(ABC):

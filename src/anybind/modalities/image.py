@@ -18,12 +18,13 @@ from PIL import Image, UnidentifiedImageError
 
 from anybind.errors import DataError
 from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
+from anybind.options import Positive, Size
 
 
 class ImageOptions(ModalityOptions):
-    size: tuple[int, int] = (32, 32)
+    size: tuple[Size, Size] = (32, 32)
     channels: Literal[1, 3] = 1
-    input_max: float | None = None
+    input_max: Positive | None = None
 
 
 class ImageModality(Modality):

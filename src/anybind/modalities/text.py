@@ -11,10 +11,11 @@ from typing import Any
 
 from anybind.errors import DataError
 from anybind.modalities.base import EncodedFile, Modality, ModalityOptions
+from anybind.options import Size
 
 
 class TextOptions(ModalityOptions):
-    max_chars: int = 2000
+    max_chars: Size = 2000
 
 
 class TextModality(Modality):

@@ -29,9 +29,11 @@ def parse_sources(
             sources.append(DigitsSource(split=split))  # type: ignore[arg-type]
         elif path.suffix.lower() in (".yaml", ".yml"):
             try:
-                raw = yaml.safe_load(path.read_text())
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
                 raw = raw if isinstance(raw, list) else [raw]
                 sources += TypeAdapter(list[Source]).validate_python(raw)
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"not UTF-8 text (byte {exc.start + 1})", file=spec) from None
             except (OSError, yaml.YAMLError, ValidationError) as exc:
                 raise ConfigError(str(exc), file=spec) from None
         elif path.suffix.lower() in (".jsonl", ".ndjson", ".csv", ".parquet", ".pq"):

@@ -206,7 +206,9 @@ def setup(
         )
         skipped = report.skipped
     if not (out / CONFIG).is_file() and group.main:
-        save_space(space, out)  # resolved config + initial weights: the folder is a run from now on
+        # resolved config + initial weights: the folder is a run from now on, not yet a usable one
+        write_status(out, RunStatus("running"))
+        save_space(space, out)
     n = len(data)
     batch_size = min(config.optim.batch_size, n)
     if batch_size < group.world:
