@@ -12,6 +12,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Bind any set of modalities into one embedding space; measure and use it.",
 )
+
+
 def show_version(value: bool) -> None:
     if value:
         from anybind import __version__
