@@ -1,17 +1,18 @@
 """torchrun worker for test_distributed_training.py: one training step's gradients on 2 ranks.
 
-    ddp_grad_worker.py CONFIG.yaml OUT_DIR
+    ddp_grad_worker.py CASES.json     (a list of {"config": CONFIG.yaml, "out": OUT_DIR})
 
-Every rank builds the space and objective of CONFIG with the same seed, takes its chunk of the
-first global batch (`StepBatchSampler`), runs `forward_backward` through the `Aligner`, wrapped
-as `train.parallel` says (DDP, or sharded by FSDP2) and, on rank 0, saves the averaged parameter
-gradients (whole: FSDP's shards are gathered), the logged loss, and the gradients after
-`clip_gradients` to a tenth of their norm.
+For each case, in one process group, every rank builds the space and objective of CONFIG with
+the same seed, takes its chunk of the first global batch (`StepBatchSampler`), runs
+`forward_backward` through the `Aligner`, wrapped as `train.parallel` says (DDP, or sharded by
+FSDP2) and, on rank 0, saves the averaged parameter gradients (whole: FSDP's shards are
+gathered), the logged loss, and the gradients after `clip_gradients` to a tenth of their norm.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 from datetime import timedelta
@@ -35,8 +36,15 @@ def whole(grad: torch.Tensor) -> torch.Tensor:
     return grad.full_tensor() if isinstance(grad, DTensor) else grad.clone()
 
 
-def main(config_path: str, out: str) -> None:
+def main(cases_path: str) -> None:
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    for case in json.loads(Path(cases_path).read_text()):
+        one_step(case["config"], case["out"])
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def one_step(config_path: str, out: str) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     config = load_config(config_path)
     torch.manual_seed(0)
@@ -60,9 +68,8 @@ def main(config_path: str, out: str) -> None:
     dist.barrier()
     del model, aligner  # the DDP reducer goes before the process group
     gc.collect()
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1])
     os._exit(0)  # as `anybind` does under torchrun: no rank waits in the interpreter's teardown

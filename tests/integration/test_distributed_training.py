@@ -54,15 +54,37 @@ OBJECTIVES = [
 FSDP_OBJECTIVES = [OBJECTIVES[i] for i in (2, 3, 5)]
 
 
-@pytest.mark.parametrize(
-    ("objective", "batch_size", "parallel"),
-    [(*o, "ddp") for o in OBJECTIVES] + [(*o, "fsdp") for o in FSDP_OBJECTIVES],
-)
-def test_two_ranks_train_exactly_like_one_process(
-    tmp_path: Path, tiny_npz: Path, objective: dict, batch_size: int, parallel: str
-) -> None:
+TRAIN_CASES = [(*o, "ddp") for o in OBJECTIVES] + [(*o, "fsdp") for o in FSDP_OBJECTIVES]
+
+
+def case_id(case: tuple) -> str:
+    return "-".join(str(part) for part in case).replace(" ", "")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    import numpy as np
+    from conftest import CLASS_NAMES, tiny_images
+
+    images, labels = tiny_images(96)
+    captions = np.array([f"a picture of {CLASS_NAMES[y]}" for y in labels])
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, images=images, labels=labels, captions=captions)
+    return path
+
+
+def torchrun_many(worker: str, cases: list[dict], root: Path) -> None:
+    """One torchrun launch for every case (starting the ranks is most of a case's cost)."""
+    listing = root / "cases.json"
+    listing.write_text(json.dumps(cases))
+    script = Path(__file__).with_name(worker)
+    done = torchrun([str(script), str(listing)], world=2, timeout_s=TIMEOUT_S * 2)
+    assert done.returncode == 0, done.stdout[-6000:]
+
+
+def exact_config(npz: Path, objective: dict, batch_size: int, parallel: str) -> dict:
     config = tiny_config(
-        tiny_npz,
+        npz,
         **{
             # Adam turns float-noise differences of near-zero gradient entries into ±lr steps,
             # which compound; the gradients themselves are compared exactly in the next test
@@ -78,18 +100,39 @@ def test_two_ranks_train_exactly_like_one_process(
     config["modalities"]["image"]["encoder"]["dropout"] = 0.0
     for modality in config["modalities"].values():
         modality["augment"] = False
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    done = torchrun_train(path, tmp_path / "two")
-    assert done.returncode == 0, done.stdout[-6000:]
+    return config
 
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory, tiny_data) -> dict[str, Path]:
+    """Every exact-training case trained on 2 ranks, in one launch: case id → run folder."""
+    root = tmp_path_factory.mktemp("two_ranks")
+    cases, runs = [], {}
+    for case in TRAIN_CASES:
+        path = root / f"{case_id(case)}.yaml"
+        path.write_text(yaml.safe_dump(exact_config(tiny_data, *case)))
+        runs[case_id(case)] = root / case_id(case)
+        cases.append({"config": str(path), "out": str(runs[case_id(case)])})
+    torchrun_many("train_many.py", cases, root)
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("objective", "batch_size", "parallel"), TRAIN_CASES, ids=[case_id(c) for c in TRAIN_CASES]
+)
+def test_two_ranks_train_exactly_like_one_process(
+    tmp_path: Path, tiny_data: Path, two_rank_runs: dict, objective: dict, batch_size: int,
+    parallel: str,
+) -> None:  # fmt: skip
+    two_run = two_rank_runs[case_id((objective, batch_size, parallel))]
+    config = exact_config(tiny_data, objective, batch_size, parallel)
     config["optim"]["micro_batches"] = 2
     train(config_from_dict(config), tmp_path / "one", progress=False)
 
-    two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
+    two, one = losses(two_run), losses(tmp_path / "one")
     assert len(two) == len(one) == 3
     assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
-    w2, w1 = load_weights(tmp_path / "two" / WEIGHTS), load_weights(tmp_path / "one" / WEIGHTS)
+    w2, w1 = load_weights(two_run / WEIGHTS), load_weights(tmp_path / "one" / WEIGHTS)
     assert w2.keys() == w1.keys()
     # BatchNorm running statistics are buffers: GradCache updates them twice per step
     params = [k for k in w1 if not k.endswith(("running_mean", "running_var", "batches_tracked"))]
@@ -102,8 +145,8 @@ def test_two_ranks_train_exactly_like_one_process(
             third = a.shape[0] // 3
             a, b = torch.cat([a[:third], a[2 * third :]]), torch.cat([b[:third], b[2 * third :]])
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
-    assert (tmp_path / "two" / "summary.json").is_file()
-    (last,) = (tmp_path / "two" / "checkpoints").glob("step-*")
+    assert (two_run / "summary.json").is_file()
+    (last,) = (two_run / "checkpoints").glob("step-*")
     assert (last / "sharded").is_dir() == (parallel == "fsdp")  # FSDP: a DCP checkpoint
 
 
@@ -189,39 +232,58 @@ def test_two_ranks_killed_mid_epoch_resume_to_the_uninterrupted_weights(
     assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
 
 
+GRAD_CASES = [
+    ({"type": "infonce"}, "ddp", 1),  # the local form: each rank scores its own rows
+    ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 1),
+    ({"type": "siglip"}, "ddp", 1),  # the local form too
+    ({"type": "siglip", "tiled": True, "tile": 8}, "ddp", 1),  # over the gathered batch
+    ({"type": "infonce"}, "fsdp", 1),
+    ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "fsdp", 1),
+    ({"type": "siglip"}, "fsdp", 1),
+    # GradCache on each rank: 2 chunks of 16 + 15 rows are the single process's 4 chunks
+    ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 2),
+    ({"type": "siglip"}, "fsdp", 2),
+    ({"type": "symile"}, "ddp", 2),
+]
+
+
+def grad_config(npz: Path, objective: dict, parallel: str, micro: int) -> dict:
+    config = tiny_config(npz, **{"optim.batch_size": 31, "objective": {**objective,
+                                 "pairs": "all"}, "train.parallel": parallel,
+                                 "optim.micro_batches": micro})  # fmt: skip
+    config["modalities"]["image"]["encoder"]["dropout"] = 0.0
+    return config
+
+
+@pytest.fixture(scope="module")
+def two_rank_grads(tmp_path_factory, tiny_data) -> dict[str, Path]:
+    """One step of every gradient case on 2 ranks, in one launch: case id → folder."""
+    root = tmp_path_factory.mktemp("grads")
+    cases, outs = [], {}
+    for case in GRAD_CASES:
+        out = root / case_id(case)
+        out.mkdir()
+        (out / "config.yaml").write_text(yaml.safe_dump(grad_config(tiny_data, *case)))
+        cases.append({"config": str(out / "config.yaml"), "out": str(out)})
+        outs[case_id(case)] = out
+    torchrun_many("ddp_grad_worker.py", cases, root)
+    return outs
+
+
 @pytest.mark.parametrize(
-    ("objective", "parallel", "micro"),
-    [
-        ({"type": "infonce"}, "ddp", 1),  # the local form: each rank scores its own rows
-        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 1),
-        ({"type": "siglip"}, "ddp", 1),  # computed over the gathered batch on every rank
-        ({"type": "infonce"}, "fsdp", 1),
-        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "fsdp", 1),
-        ({"type": "siglip"}, "fsdp", 1),
-        # GradCache on each rank: 2 chunks of 16 + 15 rows are the single process's 4 chunks
-        ({"type": "infonce", "positives": "caption", "scale": "per_pair"}, "ddp", 2),
-        ({"type": "siglip"}, "fsdp", 2),
-        ({"type": "symile"}, "ddp", 2),
-    ],
+    ("objective", "parallel", "micro"), GRAD_CASES, ids=[case_id(c) for c in GRAD_CASES]
 )
 def test_one_distributed_step_has_the_single_process_gradients(
-    tmp_path: Path, tiny_npz: Path, objective: dict, parallel: str, micro: int
+    tiny_data: Path, two_rank_grads: dict, objective: dict, parallel: str, micro: int
 ) -> None:
     """The averaged gradients of a 2-rank step equal one process's on the same 31 rows, to
     float tolerance: this catches a wrong factor of the world size, which Adam's per-element
     normalisation would hide from a comparison of weights. Under FSDP the towers' gradients are
     reduce-scattered shards and the loss's own parameters are averaged apart; clipping combines
     both norms."""
-    config = tiny_config(tiny_npz, **{"optim.batch_size": 31, "objective": {**objective,
-                                      "pairs": "all"}, "train.parallel": parallel,
-                                      "optim.micro_batches": micro})  # fmt: skip
-    config["modalities"]["image"]["encoder"]["dropout"] = 0.0
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    worker = Path(__file__).with_name("ddp_grad_worker.py")
-    done = torchrun([str(worker), str(path), str(tmp_path)], world=2, timeout_s=TIMEOUT_S)
-    assert done.returncode == 0, done.stdout[-6000:]
-    two = torch.load(tmp_path / "grads.pt", weights_only=True)
+    config = grad_config(tiny_data, objective, parallel, micro)
+    two = torch.load(two_rank_grads[case_id((objective, parallel, micro))] / "grads.pt",
+                     weights_only=True)  # fmt: skip
 
     from anybind.data.loader import StepBatchSampler
     from anybind.objectives import build_objective
