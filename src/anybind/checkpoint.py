@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,10 +93,15 @@ def save_checkpoint(
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint `latest` names, if it is complete. The pointer must name a step folder of
+    this run (`step-NNNNNNNN`): a pointer to anywhere else is refused, never followed."""
     pointer = root / "latest"
     if not pointer.is_file():
         return None
-    path = root / pointer.read_text().strip()
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    if not re.fullmatch(r"step-\d{8}", name):
+        raise AnybindError(f"{pointer} names {name!r}, not a step-NNNNNNNN folder of this run")
+    path = root / name
     return path if (path / "state.json").is_file() else None
 
 
@@ -104,10 +110,25 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         weights = load_file(str(path / WEIGHTS))
         optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        meta = json.loads((path / "state.json").read_text())
+        meta = read_state(path)
+    except AnybindError:
+        raise
     except Exception as exc:
         raise AnybindError(f"cannot read checkpoint {path}: {exc}") from exc
     return weights, optim, meta
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's state.json: an object with a whole, non-negative "step"."""
+    file = path / "state.json"
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AnybindError(f"cannot read {file}: {exc}") from None
+    step = meta.get("step") if isinstance(meta, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise AnybindError(f'{file}: "step" must be a whole number ≥ 0, not {step!r}')
+    return meta
 
 
 def prune_checkpoints(root: Path, keep: int) -> None:

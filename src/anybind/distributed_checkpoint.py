@@ -22,6 +22,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from anybind.checkpoint import atomic_write_text, prune_checkpoints
+from anybind.checkpoint import atomic_write_text, prune_checkpoints, read_state
 from anybind.errors import AnybindError
 
 SHARDED = "sharded"
@@ -142,14 +143,16 @@ def load_sharded_checkpoint(
     state = {"model": weights, "optim": optim}
     reader = SafeReader(checkpoint / SHARDED)
     try:
-        meta = json.loads((checkpoint / "state.json").read_text())
+        meta = read_state(checkpoint)
         reader.read_metadata()  # refuses crafted metadata before DCP reads any of it
-        dcp.load(
-            state,
-            storage_reader=reader,
-            planner=SafeLoadPlanner(),
-            no_dist=not dist.is_initialized(),  # one process may resume a sharded checkpoint
-        )
+        with warnings.catch_warnings():  # one process may resume a sharded checkpoint
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(
+                state,
+                storage_reader=reader,
+                planner=SafeLoadPlanner(),
+                no_dist=not dist.is_initialized(),
+            )
     except AnybindError:
         raise
     except CheckpointException as exc:  # a BaseException: every rank's failure, wrapped

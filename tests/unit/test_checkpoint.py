@@ -64,3 +64,28 @@ def test_corrupt_weights_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(AnybindError, match="model.safetensors"):
         ck.load_weights(bad)
+
+
+@pytest.mark.parametrize("target", ["../../elsewhere", "/etc", "step-1", "step-00000004/../x"])
+def test_a_latest_pointer_out_of_the_run_is_refused_not_followed(tmp_path, target):
+    outside = tmp_path / "elsewhere"
+    (outside / "state.json").parent.mkdir(parents=True)
+    (outside / "state.json").write_text('{"step": 4}')
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (root / "latest").write_text(target)
+    with pytest.raises(AnybindError, match="not a step-NNNNNNNN folder of this run"):
+        ck.latest_checkpoint(root)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [('{"epoch": 1}', "None"), ('{"step": "4"}', "'4'"), ('{"step": -1}', "-1"),
+     ('{"step": true}', "True"), ("[4]", "None"), ("{not json", "cannot read")],
+)  # fmt: skip
+def test_a_checkpoint_state_without_a_step_is_named(tmp_path, state, message):
+    path = ck.save_checkpoint(tmp_path, 4, {"w": torch.zeros(2)}, {"optimizer": {}}, {})
+    (path / "state.json").write_text(state)
+    with pytest.raises(AnybindError, match="state.json") as err:
+        ck.load_checkpoint(path)
+    assert message in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,13 @@ def trained(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
     model(torch.randn(8, 4)).square().sum().backward()
     optimizer.step()
     return model, optimizer
+
+
+@pytest.fixture(autouse=True)
+def _one_process():
+    with warnings.catch_warnings():  # DCP says it assumes one process, which is the point here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def write(path: Path, state: dict) -> None:

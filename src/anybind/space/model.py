@@ -129,6 +129,14 @@ class Space(nn.Module):
         return {k: v for k, v in state.items() if not (skip and k.startswith(skip))}
 
     def load_persistent_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        wrong = [
+            f"{k}: {tuple(v.shape)} in the weights, {tuple(own[k].shape)} in the config"
+            for k, v in state.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if wrong:
+            raise AnybindError(f"weights do not fit the config: {'; '.join(wrong[:3])}")
         missing, unexpected = self.load_state_dict(state, strict=False)
         skip = tuple(self.external_prefixes())
         missing = [k for k in missing if not (skip and k.startswith(skip))]

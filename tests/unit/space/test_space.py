@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from anybind.config import config_from_dict
+from anybind.config import config_from_dict, save_config
 from anybind.errors import ConfigError
 from anybind.space import Space, load_space, save_space
 
@@ -94,3 +94,14 @@ def test_frozen_text_features_do_not_depend_on_the_batch(tiny_npz):
     tower._cache.clear()
     alone = tower.features(["a"])
     assert torch.equal(first[0], alone[0]) and torch.equal(first[0], first[2])
+
+
+def test_weights_of_another_shape_are_named_not_a_traceback(tmp_path, tiny_npz):
+    from anybind.errors import AnybindError
+
+    config = config_from_dict(tiny_config(tiny_npz))
+    save_space(Space(config), tmp_path)
+    wider = config_from_dict(tiny_config(tiny_npz, **{"space.dim": 24}))
+    save_config(wider, tmp_path / "config.yaml")  # the config now disagrees with the weights
+    with pytest.raises(AnybindError, match=r"\(16, .*in the weights, \(24, .*in the config"):
+        load_space(tmp_path)
