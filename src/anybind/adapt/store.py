@@ -24,6 +24,17 @@ from anybind.errors import AnybindError
 from anybind.space import Space, load_space
 
 META = "adapter.json"
+#: what loading an adapter reads from adapter.json, and its JSON type
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "modality": str,
+    "class_names": list,
+    "templates": list,
+    "tuners": dict,
+    "tower_states": list,
+    "base_run": str,
+    "base_weights_sha256": str,
+}
 #: ids of the samples the adapter was made on, one per line (left out of `anybind eval --adapter`)
 ADAPT_IDS = "adapt_ids.txt"
 TENSORS = "adapter.safetensors"
@@ -88,9 +99,15 @@ def read_meta(adapt_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AnybindError(f"{adapt_dir} is not an adapter folder (no {META})")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnybindError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise AnybindError(f"{path}: not a JSON object")
+    missing = [key for key, kind in REQUIRED.items() if not isinstance(meta.get(key), kind)]
+    if missing:
+        raise AnybindError(f"{path}: missing or mistyped keys {missing}")
+    return meta
 
 
 def load_adapted(

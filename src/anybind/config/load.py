@@ -70,7 +70,11 @@ def apply_overrides(
                     file=file,
                 )
         last = parts[-1]
-        parsed = _parse_value(value)
+        try:
+            parsed = _parse_value(value)
+        except yaml.YAMLError as exc:  # a tag such as !!python/… is refused by safe_load
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"not a plain YAML value ({problem})", key=key, file=file) from None
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
                 raise ConfigError("no such list index", key=key, file=file)

@@ -118,6 +118,12 @@ def resolve_label(raw: Any, class_names: Sequence[str] | None, record: RawRecord
     """int-like labels are class indices; strings are looked up in class_names (or parsed)."""
     if raw is None or (isinstance(raw, float) and raw != raw) or raw == "":
         return UNLABELLED
+    if isinstance(raw, bool):  # JSON true/false: int(True) would silently be class 1
+        raise DataError(
+            f"label {str(raw).lower()} is neither a class index nor one of the class names",
+            path=record.path,
+            row=record.row,
+        )
     if isinstance(raw, str) and class_names and raw in class_names:
         return list(class_names).index(raw)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,9 @@ def manifest_records(
             value = row.get(column)
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 continue
-            if isinstance(value, list):
-                value = np.asarray(value, dtype=np.float32)
-            elif isinstance(value, str) and modalities[modality].is_path(value):
+            # an inline list stays a list: the modality checks it when the sample is decoded,
+            # so a ragged one is named by its row and goes through --skip-bad
+            if isinstance(value, str) and modalities[modality].is_path(value):
                 value = str(base / value) if not Path(value).is_absolute() else value
             values[modality] = value
         label = row.get(label_column) if label_column else None
@@ -147,8 +148,18 @@ def array_records(
                 )
             arrays = {m: npz[k] for m, k in keys.items()}
             labels = npz[label_key] if label_key and label_key in npz.files else None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read arrays: {exc}", path=str(path)) from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # an empty or truncated file raises EOFError, which the CLI would take for Ctrl-D
+        raise DataError(
+            f"cannot read arrays: {exc or type(exc).__name__}", path=str(path)
+        ) from None
+    for name, array in {**arrays, **({"labels": labels} if labels is not None else {})}.items():
+        if array.ndim == 0:
+            raise DataError(f"'{name}' is a single value, not one per sample", path=str(path))
+    if labels is not None and labels.ndim != 1:
+        raise DataError(
+            f"labels must hold one value per sample, not shape {labels.shape}", path=str(path)
+        )
     sizes = {m: len(a) for m, a in arrays.items()} | (
         {"labels": len(labels)} if labels is not None else {}
     )
@@ -163,5 +174,6 @@ def _array_rows(
 ) -> Iterator[RawRecord]:
     for i in range(n):
         values = {m: (str(a[i]) if a.dtype.kind in "US" else a[i]) for m, a in arrays.items()}
-        label = int(labels[i]) if labels is not None else None
+        # resolved per row like a manifest's: class index, class name, NaN for none
+        label = labels[i].item() if labels is not None else None
         yield RawRecord(values=values, label=label, id=str(i), path=path, row=i + 1)

@@ -36,8 +36,17 @@ from transformers.audio_utils import mel_filter_bank
 
 from anybind.errors import DataError
 from anybind.feature_cache import FeatureCache
-from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
+from anybind.modalities.base import (
+    EncodedFile,
+    Modality,
+    ModalityOptions,
+    check_finite,
+    numeric_array,
+)
 from anybind.options import Positive, Size
+
+#: the largest sample magnitude accepted (float audio is within ±1, int16 PCM within 32768)
+MAX_AMPLITUDE = 1e6
 
 
 class AudioOptions(ModalityOptions):
@@ -97,12 +106,17 @@ class AudioModality(Modality):
             source = source or str(raw)
             wave, rate = self._read_file(Path(raw), source)
         elif isinstance(raw, dict):
-            try:
-                wave, rate = np.asarray(raw["waveform"]), int(raw["sample_rate"])
-            except KeyError as exc:
-                raise DataError(f"audio dict lacks key {exc}", path=source) from None
-        elif isinstance(raw, np.ndarray | torch.Tensor):
-            wave = np.asarray(raw)
+            if "waveform" not in raw or "sample_rate" not in raw:
+                missing = sorted({"waveform", "sample_rate"} - set(raw))
+                raise DataError(f"audio dict lacks {missing}", path=source)
+            wave, rate = numeric_array(raw["waveform"], source, "a waveform"), raw["sample_rate"]
+            if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+                raise DataError(
+                    f"sample_rate must be a whole number of Hz above 0, not {rate!r}", path=source
+                )
+            rate = int(rate)
+        elif isinstance(raw, np.ndarray | torch.Tensor | list):
+            wave = numeric_array(raw, source, "a waveform")
         else:
             raise DataError(
                 f"audio must be a file path, an array or a dict, got {type(raw).__name__}",
@@ -118,6 +132,13 @@ class AudioModality(Modality):
             )
         wave = wave.astype(np.float32)
         check_finite(wave, source)
+        peak = float(np.abs(wave).max())
+        if peak > MAX_AMPLITUDE:  # finite, but its power overflows float32 in the features
+            raise DataError(
+                f"waveform values reach {peak:.3g}; expected samples in about [-1, 1] "
+                f"(or integer PCM, at most {MAX_AMPLITUDE:.0e})",
+                path=source,
+            )
         if rate != self.options.sample_rate:
             g = gcd(rate, self.options.sample_rate)
             wave = resample_poly(wave, self.options.sample_rate // g, rate // g).astype(np.float32)

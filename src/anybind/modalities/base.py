@@ -90,6 +90,20 @@ class Modality(ABC):
         return isinstance(raw, str) and Path(raw).suffix.lower() in self.file_suffixes
 
 
+def numeric_array(raw: Any, source: str | None, what: str) -> np.ndarray:
+    """An inline value as an array of real numbers, or a DataError that says what is wrong
+    (ragged nested lists, strings, complex numbers)."""
+    try:
+        array = np.asarray(raw)
+    except ValueError:  # nested lists of unequal lengths
+        message = f"{what} must be a rectangular array of numbers (ragged rows)"
+        raise DataError(message, path=source) from None
+    if array.dtype.kind not in "biuf":
+        kind = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise DataError(f"{what} must hold real numbers, not {kind}", path=source)
+    return array
+
+
 def check_finite(array: np.ndarray, source: str | None) -> None:
     if array.size == 0:
         raise DataError("the input is empty", path=source)

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from anybind.errors import DataError
-from anybind.modalities.base import EncodedFile, Modality, ModalityOptions, check_finite
+from anybind.modalities.base import (
+    EncodedFile,
+    Modality,
+    ModalityOptions,
+    check_finite,
+    numeric_array,
+)
 from anybind.options import Positive, Size
 
 
@@ -40,8 +46,8 @@ class ImageModality(Modality):
         elif self.is_path(raw):
             source = source or str(raw)
             array = self._read_file(Path(raw), source)
-        elif isinstance(raw, np.ndarray | torch.Tensor):
-            array = np.asarray(raw)
+        elif isinstance(raw, np.ndarray | torch.Tensor | list):
+            array = numeric_array(raw, source, "an image")
         else:
             raise DataError(
                 f"an image must be a file path or an array, got {type(raw).__name__}", path=source

@@ -58,3 +58,13 @@ def test_train_refuses_before_creating_the_run_folder(tmp_path, tiny_npz) -> Non
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "space.dim" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_yaml_tag_in_an_override_is_named_and_never_run(tmp_path, tiny_npz) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_npz)))
+    marker = tmp_path / "ran"
+    override = f'optim.lr=!!python/object/apply:os.system ["touch {marker}"]'
+    with pytest.raises(ConfigError, match="not a plain YAML value") as err:
+        load_config(path, [override])
+    assert err.value.key == "optim.lr" and not marker.exists()
