@@ -285,3 +285,31 @@ def test_adapter_on_changed_base_weights_is_refused(
     save_weights(state, other / WEIGHTS)
     with pytest.raises(AnybindError, match="different base weights"):
         load_adapted(out, other)
+
+
+def test_tent_lowers_the_entropy_of_the_target_predictions(domain: TargetDomain, fresh) -> None:
+    """Tent minimises the entropy of the predictions over the target data, measured over the
+    whole adaptation part: below what re-estimating the BatchNorm statistics alone reaches
+    (most of the drop on this task), which a sign flip of the entropy does not."""
+
+    from anybind.adapt.tent import TentOptions
+
+    inputs = modality_tensor(domain.adapt_part, "image")
+
+    def mean_entropy(space) -> float:  # noqa: ANN001
+        ctx = make_context(space, "image")
+        emb = embed_inputs(space.towers["image"], inputs)
+        p = (TentOptions().scale * emb @ ctx.class_embeddings().T).softmax(1)
+        return float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
+
+    before = mean_entropy(fresh())
+    after = {}
+    for lr in (1e-12, 1e-2):  # the first re-estimates the BatchNorm statistics alone
+        space = fresh()
+        options = {"batch_size": 16, "epochs": 3, "lr": lr}
+        adapt_space(space, domain, "tent", seed=0, options=options)
+        after[lr] = mean_entropy(space)  # the tower's normalisation layers changed in place
+    # measured: 0.63 before, 0.048 with the statistics alone, 0.021 with tent's steps (0.22
+    # with the entropy's sign flipped)
+    assert after[1e-12] < before
+    assert after[1e-2] < 0.7 * after[1e-12], (before, after)
