@@ -36,19 +36,18 @@ def _voice_spectrum(voice: Voice) -> np.ndarray:
     return _log_spectrum(np.concatenate([synthesize(w, voice) for w in DIGIT_WORDS]))
 
 
-def test_digit_words() -> None:
-    assert DIGIT_WORDS == (
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-    )
+def test_the_spoken_words_are_the_class_names_in_label_order() -> None:
+    """Clip labels index DIGIT_WORDS; zero-shot scores them against the config's class names
+    and the images' digit names: the three must agree word for word, in the same order."""
+    from importlib.resources import files
+
+    import yaml
+
+    from anybind.data.digits.images import DIGIT_NAMES
+
+    config = yaml.safe_load((files("anybind") / "configs" / "digits.yaml").read_text())
+    assert list(DIGIT_WORDS) == list(DIGIT_NAMES) == config["data"]["class_names"]
+    assert len(set(DIGIT_WORDS)) == 10
 
 
 def test_voices_and_variants_exist_as_espeak_files() -> None:
