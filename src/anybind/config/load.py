@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"not UTF-8 text (byte {exc.start + 1})", file=str(path)) from None
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping", file=str(path))
-    return config_from_dict(raw, overrides, file=str(path))
+    config = config_from_dict(raw, overrides, file=str(path))
+    resolve_data_paths(config, path.resolve().parent)
+    return config
+
+
+def resolve_data_paths(config: Config, base: Path) -> None:
+    """Relative paths of the data sources are relative to the config's own folder, so a run
+    can be trained, evaluated and resumed from any directory; the run folder's saved config
+    then holds them absolute. URLs and `pipe:` commands are left as they are."""
+
+    def resolved(value: str | None) -> str | None:
+        if value is None or value.startswith("pipe:") or "://" in value:
+            return value
+        return value if Path(value).is_absolute() else os.path.normpath(base / value)
+
+    for source in [*config.data.train, *config.data.eval]:
+        for field in ("path", "root", "index"):
+            if isinstance(getattr(source, field, None), str):
+                setattr(source, field, resolved(getattr(source, field)))
 
 
 def config_from_dict(

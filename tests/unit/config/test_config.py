@@ -96,3 +96,26 @@ def test_missing_file_and_bad_yaml_name_the_file(tmp_path):
     bad.write_text("modalities: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+def test_relative_data_paths_are_relative_to_the_config_not_the_cwd(
+    tmp_path, tiny_npz, monkeypatch
+):
+    import shutil
+
+    (tmp_path / "project" / "configs").mkdir(parents=True)
+    (tmp_path / "project" / "data").mkdir()
+    shutil.copy(tiny_npz, tmp_path / "project" / "data" / "tiny.npz")
+    data = tiny_config(tiny_npz)
+    for source in data["data"]["train"] + data["data"]["eval"]:
+        source["path"] = "../data/tiny.npz"
+    data["data"]["train"] = [{"type": "shards", "path": "pipe:cat s-{0..3}.tar"}]
+    cfg = tmp_path / "project" / "configs" / "c.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)  # somewhere else
+    config = load_config("project/configs/c.yaml")
+    expected = str((tmp_path / "project" / "data" / "tiny.npz").resolve())
+    assert [s.path for s in config.data.eval] == [expected]
+    assert config.data.train[0].path == "pipe:cat s-{0..3}.tar"  # commands are left alone
+    save_config(config, tmp_path / "saved.yaml")  # a run folder's copy holds them absolute
+    assert load_config(tmp_path / "saved.yaml").data.eval[0].path == expected
