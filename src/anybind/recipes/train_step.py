@@ -69,10 +69,8 @@ class Aligner(nn.Module):
         groups: torch.Tensor | None,
         step: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        present = {n: f for n, f in features.items() if bool(masks[n].any())}
-        terms = self.objective(
-            present, {n: masks[n] for n in present}, groups, self.space.logit_scale()
-        )
+        present, present_masks = present_only(features, masks)
+        terms = self.objective(present, present_masks, groups, self.space.logit_scale())
         require_terms(terms, step)
         loss = torch.stack([v.float() for v in terms.values()]).sum()
         require_finite(loss, terms, step)
@@ -86,13 +84,13 @@ class Aligner(nn.Module):
         rows: slice,
         step: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """An objective with a local form (InfoNCE): this rank scores only its own rows against
-        every rank's. Returns world × its share, which DistributedDataParallel's average turns
-        into the full-batch gradient, and the global terms (summed over ranks) for logging and
-        for the finiteness check every rank must agree on."""
-        present = {n: f for n, f in features.items() if bool(masks[n].any())}
+        """An objective with a local form (InfoNCE, dense SigLIP): this rank scores only its own
+        rows against every rank's. Returns world × its share, which DistributedDataParallel's
+        average turns into the full-batch gradient, and the global terms (summed over ranks) for
+        logging and for the finiteness check every rank must agree on."""
+        present, present_masks = present_only(features, masks)
         shares = self.objective.local_forward(
-            present, {n: masks[n] for n in present}, groups, self.space.logit_scale(), rows
+            present, present_masks, groups, self.space.logit_scale(), rows
         )
         require_terms(shares, step)
         stacked = torch.stack([v.float() for v in shares.values()])
@@ -150,6 +148,14 @@ class Aligner(nn.Module):
         if replay.loss_inputs is not None:
             total = total + self.loss_of(*replay.loss_inputs, step)[0]
         return total
+
+
+def present_only(
+    features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The modalities some row of the batch holds, with their masks."""
+    present = {n: f for n, f in features.items() if bool(masks[n].any())}
+    return present, {n: masks[n] for n in present}
 
 
 def require_terms(terms: dict[str, torch.Tensor], step: int) -> None:
