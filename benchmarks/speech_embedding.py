@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anybind.encoders.speech_embedding import shared_model
 from anybind.modalities.audio import AudioModality, AudioOptions
+from anybind.modalities.speech_model import shared_model
 
 PACKAGE = "package:openwakeword/resources/models"
 

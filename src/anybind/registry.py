@@ -1,4 +1,5 @@
-"""A name → builder registry: a new modality, encoder or objective is one file + one line."""
+"""A name → plug-in registry: a new modality, encoder, objective, adaptation method, tuner or
+named data set is one file with `@REGISTRY.register(name)` beside its class."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Plug-ins of one kind by name. With `names_attribute`, registering a class also sets that
+    class attribute to its registered name (so the name is written once, in the decorator)."""
+
+    def __init__(self, kind: str, *, names_attribute: str | None = None):
         self.kind = kind
+        self.names_attribute = names_attribute
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(item: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
+            if self.names_attribute is not None:
+                setattr(item, self.names_attribute, name)
             self._items[name] = item
             return item
 
@@ -31,8 +38,17 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._items)) or "none"
             raise ConfigError(f"unknown {self.kind} '{name}' (known: {known})", key=key) from None
 
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())

@@ -90,7 +90,7 @@ def exact_config(npz: Path, objective: dict, batch_size: int, parallel: str) -> 
             # which compound; the gradients themselves are compared exactly in the next test
             "optim.steps": 3,
             "optim.batch_size": batch_size,
-            "objective": {**objective, "pairs": "all"},
+            "objective": objective,
             "train.log_every": 1,
             "train.checkpoint_every": 3,
         },
@@ -248,8 +248,8 @@ GRAD_CASES = [
 
 
 def grad_config(npz: Path, objective: dict, parallel: str, micro: int) -> dict:
-    config = tiny_config(npz, **{"optim.batch_size": 31, "objective": {**objective,
-                                 "pairs": "all"}, "train.parallel": parallel,
+    config = tiny_config(npz, **{"optim.batch_size": 31, "objective": objective,
+                                 "train.parallel": parallel,
                                  "optim.micro_batches": micro})  # fmt: skip
     config["modalities"]["image"]["encoder"]["dropout"] = 0.0
     return config

@@ -19,7 +19,7 @@ from anybind.recipes.train import train
         {"objective.tiled": True, "objective.tile": 7},
         {"objective.scale": "per_pair"},
         {"objective.type": "siglip", "objective.tiled": True, "objective.tile": 5},
-        {"objective.type": "symile"},
+        {"objective": {"type": "symile"}},
     ],
     ids=["infonce-tiled", "infonce-per-pair", "siglip-tiled", "symile"],
 )

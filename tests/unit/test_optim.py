@@ -10,7 +10,8 @@ from conftest import tiny_config
 
 from anybind.config import config_from_dict
 from anybind.objectives import build_objective
-from anybind.recipes.optim import build_optimizer, param_groups, warmup_cosine
+from anybind.recipes.optim import build_optimizer, param_groups
+from anybind.schedules import warmup_cosine
 from anybind.space import Space
 
 

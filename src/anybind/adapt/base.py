@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from anybind.adapt.tuners.base import Tuner
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
+from anybind.registry import Registry
 from anybind.space import Space
 
 
@@ -54,6 +55,29 @@ class AdaptContext:
         emb = self.space.embed(self.text, prompts).float()
         emb = F.normalize(emb.view(len(names), len(temps), -1), dim=-1).mean(dim=1)
         return F.normalize(emb, dim=-1)
+
+
+def make_context(
+    space: Space,
+    modality: str,
+    *,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> AdaptContext:
+    """The context for adapting `space` to classify `modality`: class names from the run's
+    config (or `class_names`), its templates, and the text tower that names the classes."""
+    config = space.config
+    names = class_names or config.data.class_names
+    if not names:
+        raise AnybindError("adaptation needs class names (data.class_names in the run's config)")
+    text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
+    if text is None:
+        raise AnybindError("adaptation needs a text tower to name the classes")
+    if modality not in space.towers:
+        raise AnybindError(f"the space has no '{modality}' tower (has {', '.join(space.towers)})")
+    templates = config.eval.templates.get(modality, config.eval.default_templates)
+    return AdaptContext(space, modality, list(names), list(templates), text, seed, progress)
 
 
 @dataclass
@@ -133,3 +157,6 @@ def require_labels(data: MultiModalDataset, method: str) -> torch.Tensor:
             f"'{method}' needs labelled samples; {int((labels < 0).sum())} have no label"
         )
     return labels
+
+
+METHODS: Registry[type[AdaptMethod]] = Registry("adaptation method", names_attribute="name")

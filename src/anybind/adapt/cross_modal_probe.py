@@ -15,8 +15,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from anybind.adapt.base import Adaptation, AdaptContext, AdaptMethod, MethodOptions, require_labels
+from anybind.adapt.base import (
+    METHODS,
+    Adaptation,
+    AdaptContext,
+    AdaptMethod,
+    MethodOptions,
+    require_labels,
+)
 from anybind.adapt.features import embed_with_views
+from anybind.adapt.trainer import fit
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 
@@ -35,8 +43,8 @@ class CrossModalProbeOptions(MethodOptions):
     wise_ft: float = 0.0
 
 
+@METHODS.register("cross-modal-probe")
 class CrossModalProbe(AdaptMethod):
-    name = "cross-modal-probe"
     Options = CrossModalProbeOptions
     options: CrossModalProbeOptions
 
@@ -66,15 +74,13 @@ class CrossModalProbe(AdaptMethod):
         )
         head = torch.nn.Parameter(init)
         opt = torch.optim.AdamW([head], lr=o.lr, weight_decay=o.weight_decay)
-        losses = []
-        for _ in range(o.steps):
+
+        def loss_of(_: int) -> torch.Tensor:  # full batch: the few-shot set is tiny
             loss_x = F.cross_entropy(scale * x @ head.T, labels)
             loss_t = F.cross_entropy(scale * text @ head.T, text_labels)
-            loss = (1 - o.text_weight) * loss_x + o.text_weight * loss_t
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            return (1 - o.text_weight) * loss_x + o.text_weight * loss_t
+
+        losses = fit(opt, range(o.steps), loss_of)
         w = head.detach()
         if o.wise_ft > 0:
             w = (1 - o.wise_ft) * w + o.wise_ft * zero_shot * w.norm(dim=1, keepdim=True)

@@ -12,7 +12,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
-from anybind.adapt.base import Adaptation, AdaptContext, AdaptMethod, MethodOptions, require_labels
+from anybind.adapt.base import (
+    METHODS,
+    Adaptation,
+    AdaptContext,
+    AdaptMethod,
+    MethodOptions,
+    require_labels,
+)
 from anybind.adapt.features import embed_with_views
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
@@ -27,8 +34,8 @@ class LinearProbeOptions(MethodOptions):
     max_iter: int = 2000
 
 
+@METHODS.register("linear-probe")
 class LinearProbe(AdaptMethod):
-    name = "linear-probe"
     Options = LinearProbeOptions
     options: LinearProbeOptions
 

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 from anybind.adapt import build_method
-from anybind.adapt.base import Adaptation, AdaptContext
+from anybind.adapt.base import Adaptation, AdaptContext, make_context
 from anybind.adapt.features import embed_inputs
 from anybind.adapt.protocols import adapt_eval_split, few_shot_indices, ids_digest
+from anybind.adapt.store import file_sha256, save_adaptation
 from anybind.adapt.views import UnlabelledView, modality_tensor, subset
 from anybind.checkpoint import WEIGHTS
 from anybind.data.dataset import MultiModalDataset
@@ -104,27 +105,6 @@ def target_modality(space: Space, dataset: MultiModalDataset) -> str:
             f"the target data must hold exactly one non-text modality; it holds {present}"
         )
     return present[0]
-
-
-def make_context(
-    space: Space,
-    modality: str,
-    *,
-    class_names: list[str] | None = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> AdaptContext:
-    config = space.config
-    names = class_names or config.data.class_names
-    if not names:
-        raise AnybindError("adaptation needs class names (data.class_names in the run's config)")
-    text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
-    if text is None:
-        raise AnybindError("adaptation needs a text tower to name the classes")
-    if modality not in space.towers:
-        raise AnybindError(f"the space has no '{modality}' tower (has {', '.join(space.towers)})")
-    templates = config.eval.templates.get(modality, config.eval.default_templates)
-    return AdaptContext(space, modality, list(names), list(templates), text, seed, progress)
 
 
 def score(
@@ -227,8 +207,6 @@ def adapt_run(
 ) -> dict[str, Any]:
     """Adapt the run's space to `dataset` with `method`, save the adapter to `out`, and return
     zero-shot and adapted scores on the held-out evaluation part."""
-    from anybind.adapt.store import file_sha256, save_adaptation
-
     run_dir = Path(run_dir)
     base_sha = file_sha256(run_dir / WEIGHTS)
     domain = TargetDomain.build(

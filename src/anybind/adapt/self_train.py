@@ -17,19 +17,33 @@ label-based model selection (ReCLIP's published logs pick the best epoch by test
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from anybind.adapt.base import Adaptation, AdaptContext, AdaptMethod, MethodOptions, require_labels
+from anybind.adapt.base import (
+    METHODS,
+    Adaptation,
+    AdaptContext,
+    AdaptMethod,
+    MethodOptions,
+    require_labels,
+)
 from anybind.adapt.features import embed_inputs
 from anybind.adapt.label_propagation import propagate_labels
 from anybind.adapt.norm_layers import freeze_except, norm_parameters, norm_state
+from anybind.adapt.trainer import fit, set_lr_factor, shuffled_batches
+from anybind.adapt.tuners import build_tuner
+from anybind.adapt.tuners.base import Tuner
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 from anybind.progress import progress_bar
+from anybind.schedules import cosine
+from anybind.space import Tower
 
 
 class SelfTrainOptions(MethodOptions):
@@ -71,8 +85,28 @@ def information_maximisation(logits: torch.Tensor, diversity_weight: float) -> t
     return entropy + diversity_weight * (mean * torch.log(mean + 1e-6)).sum()
 
 
+@dataclass
+class _Task:
+    """What one self-training run works on: the tower, its inputs, the classes, the shots."""
+
+    tower: Tower
+    inputs: torch.Tensor
+    classes: torch.Tensor  # (C, D) fixed class text embeddings, on the tower's device
+    shots: tuple[torch.Tensor, torch.Tensor] | None  # labelled inputs and labels, if any
+    device: torch.device
+
+    def propagated(self, o: SelfTrainOptions, emb: torch.Tensor) -> torch.Tensor:
+        """View A: labels propagated over the target's neighbourhood graph, seeded by the class
+        text embeddings (and the shots' labels when there are shots)."""
+        seeds = None
+        if self.shots is not None:
+            seeds = (embed_inputs(self.tower, self.shots[0]), self.shots[1])
+        classes = self.classes.cpu()
+        return propagate_labels(emb, classes, k=o.knn, alpha=o.alpha, labelled=seeds).argmax(1)
+
+
+@METHODS.register("self-train")
 class SelfTrain(AdaptMethod):
-    name = "self-train"
     Options = SelfTrainOptions
     options: SelfTrainOptions
     needs_labels = False
@@ -85,26 +119,8 @@ class SelfTrain(AdaptMethod):
         labelled: MultiModalDataset | None = None,
     ) -> Adaptation:
         o = self.options
-        tower = ctx.space.towers[ctx.modality]
-        modality = tower.modality
-        inputs = modality_tensor(data, ctx.modality)
-        shots_x = shots_y = None
-        if labelled is not None and len(labelled):
-            shots_x = modality_tensor(labelled, ctx.modality)
-            shots_y = require_labels(labelled, self.name)
-        with torch.no_grad():
-            classes = ctx.class_embeddings().to(ctx.device)
-        tuners = {}
-        if o.params == "lora":
-            from anybind.adapt.tuners import build_tuner
-
-            tuner = build_tuner("lora", {"r": o.lora_rank})
-            tuner.attach(tower)
-            params = tuner.parameters()
-            tuners[ctx.modality] = tuner
-        else:
-            params = list(tower.parameters()) if o.params == "all" else norm_parameters(tower)
-            freeze_except(tower, params)
+        task = self._task(ctx, data, labelled)
+        tuners, params = self._trainable(ctx, task.tower)
         opt = torch.optim.SGD(
             params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
         )
@@ -112,69 +128,91 @@ class SelfTrain(AdaptMethod):
         history: list[dict[str, float | int | None]] = []
         previous: torch.Tensor | None = None
         with progress_bar("rounds", disable=not ctx.progress) as bar:
-            task = bar.add_task("self-training", total=o.rounds)
+            bar_task = bar.add_task("self-training", total=o.rounds)
             for r in range(o.rounds):
-                emb = embed_inputs(tower, inputs)
-                probs = (o.scale * emb @ classes.cpu().T).softmax(1)
-                seeds = None if shots_x is None else (embed_inputs(tower, shots_x), shots_y)
-                view_a = propagate_labels(
-                    emb, classes.cpu(), k=o.knn, alpha=o.alpha, labelled=seeds
-                ).argmax(1)
-                view_b = centroid_labels(emb, probs)
+                emb = embed_inputs(task.tower, task.inputs)
+                view_a = task.propagated(o, emb)
+                view_b = centroid_labels(emb, (o.scale * emb @ task.classes.cpu().T).softmax(1))
                 agree = view_a == view_b
                 changed = None if previous is None else float((view_a != previous).float().mean())
                 history.append(
                     {"round": r, "agreement": float(agree.float().mean()), "changed": changed}
                 )
                 previous = view_a
-                for group in opt.param_groups:
-                    group["lr"] = o.lr * 0.5 * (1 + math.cos(math.pi * r / o.rounds))
-                order = torch.randperm(len(inputs), generator=g)
-                tower.train()
-                for start in range(0, len(order), o.batch_size):
-                    idx = order[start : start + o.batch_size]
-                    if len(idx) < 2:
-                        continue
-                    x = inputs[idx]
-                    if o.augment:
-                        x = modality.augment(x)
-                    logits = o.scale * tower(x.to(ctx.device)) @ classes.T
-                    loss = information_maximisation(logits, o.diversity_weight)
-                    if shots_x is not None:  # the labelled shots join every batch
-                        xs = modality.augment(shots_x) if o.augment else shots_x
-                        shot_logits = o.scale * tower(xs.to(ctx.device)) @ classes.T
-                        loss = loss + o.pseudo_weight * F.cross_entropy(
-                            shot_logits, shots_y.to(ctx.device)
-                        )
-                    mask = agree[idx].to(ctx.device)
-                    if bool(mask.any()):
-                        ce = F.cross_entropy(
-                            logits[mask], view_a[idx].to(ctx.device)[mask], reduction="sum"
-                        )
-                        loss = loss + o.pseudo_weight * ce / len(idx)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                tower.eval()
-                bar.advance(task)
-        freeze_except(tower, [])
-        head = None
-        if o.head == "centroids":
-            emb = embed_inputs(tower, inputs)
-            seeds = None if shots_x is None else (embed_inputs(tower, shots_x), shots_y)
-            final = propagate_labels(
-                emb, classes.cpu(), k=o.knn, alpha=o.alpha, labelled=seeds
-            ).argmax(1)
-            one_hot = F.one_hot(final, len(ctx.class_names)).float()
-            head = F.normalize(one_hot.T @ emb + classes.cpu() * 1e-3, dim=1)
-        if o.params == "lora":
-            states = {}
-        elif o.params == "norm":
-            states = {ctx.modality: norm_state(tower)}
-        else:
-            states = {
-                ctx.modality: {k: v.detach().cpu().clone() for k, v in tower.state_dict().items()}
-            }
+                set_lr_factor(opt, cosine(r, o.rounds))  # one rate per round
+                batches = shuffled_batches(len(task.inputs), o.batch_size, g, min_size=2)
+                task.tower.train()
+                fit(opt, batches, partial(self._batch_loss, task, view_a, agree))
+                task.tower.eval()
+                bar.advance(bar_task)
+        freeze_except(task.tower, [])
         return self.new_adaptation(
-            ctx, tuners=tuners, tower_states=states, head=head, info={"rounds": history}
+            ctx,
+            tuners=tuners,
+            tower_states=self._states(ctx, task.tower),
+            head=self._centroid_head(task) if o.head == "centroids" else None,
+            info={"rounds": history},
         )
+
+    def _task(
+        self, ctx: AdaptContext, data: MultiModalDataset, labelled: MultiModalDataset | None
+    ) -> _Task:
+        shots = None
+        if labelled is not None and len(labelled):
+            shots = (modality_tensor(labelled, ctx.modality), require_labels(labelled, self.name))
+        with torch.no_grad():
+            classes = ctx.class_embeddings().to(ctx.device)
+        tower = ctx.space.towers[ctx.modality]
+        return _Task(tower, modality_tensor(data, ctx.modality), classes, shots, ctx.device)
+
+    def _trainable(
+        self, ctx: AdaptContext, tower: Tower
+    ) -> tuple[dict[str, Tuner], Iterable[torch.nn.Parameter]]:
+        """The tuners added (LoRA) and the parameters trained (`params`)."""
+        o = self.options
+        if o.params == "lora":
+            tuner = build_tuner("lora", {"r": o.lora_rank})
+            tuner.attach(tower)
+            return {ctx.modality: tuner}, tuner.parameters()
+        params = list(tower.parameters()) if o.params == "all" else norm_parameters(tower)
+        freeze_except(tower, params)
+        return {}, params
+
+    def _batch_loss(
+        self, task: _Task, view_a: torch.Tensor, agree: torch.Tensor, idx: torch.Tensor
+    ) -> torch.Tensor:
+        """Information maximisation, plus cross-entropy to view A where the views agree, plus
+        cross-entropy on the labelled shots (which join every batch) when there are any."""
+        o = self.options
+        modality = task.tower.modality
+        x = task.inputs[idx]
+        if o.augment:
+            x = modality.augment(x)
+        logits = o.scale * task.tower(x.to(task.device)) @ task.classes.T
+        loss = information_maximisation(logits, o.diversity_weight)
+        if task.shots is not None:
+            shots_x, shots_y = task.shots
+            xs = modality.augment(shots_x) if o.augment else shots_x
+            shot_logits = o.scale * task.tower(xs.to(task.device)) @ task.classes.T
+            loss = loss + o.pseudo_weight * F.cross_entropy(shot_logits, shots_y.to(task.device))
+        mask = agree[idx].to(task.device)
+        if bool(mask.any()):
+            target = view_a[idx].to(task.device)[mask]
+            ce = F.cross_entropy(logits[mask], target, reduction="sum")
+            loss = loss + o.pseudo_weight * ce / len(idx)
+        return loss
+
+    def _centroid_head(self, task: _Task) -> torch.Tensor:
+        """The class centroids of the adapted embeddings under the final propagated labels."""
+        emb = embed_inputs(task.tower, task.inputs)
+        final = task.propagated(self.options, emb)
+        one_hot = F.one_hot(final, task.classes.shape[0]).float()
+        return F.normalize(one_hot.T @ emb + task.classes.cpu() * 1e-3, dim=1)
+
+    def _states(self, ctx: AdaptContext, tower: Tower) -> dict[str, dict[str, torch.Tensor]]:
+        """The tower weights the adapter stores: none for LoRA (the tuner holds them)."""
+        if self.options.params == "lora":
+            return {}
+        if self.options.params == "norm":
+            return {ctx.modality: norm_state(tower)}
+        return {ctx.modality: {k: v.detach().cpu().clone() for k, v in tower.state_dict().items()}}

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from anybind.adapt.base import Adaptation
+from anybind.adapt.base import Adaptation, make_context
 from anybind.checkpoint import WEIGHTS, atomic_write_text, load_weights, save_weights
 from anybind.errors import AnybindError
 from anybind.space import Space, load_space
@@ -180,8 +180,6 @@ def apply_adapter(
 
 def adapted_classifiers(space: Space, adaptation: Adaptation) -> dict[str, torch.Tensor]:
     """modality → (C, D) classifier of the adapted modality, for `evaluate_space`."""
-    from anybind.adapt.run import make_context
-
     ctx = make_context(space, adaptation.modality, class_names=adaptation.class_names)
     return {adaptation.modality: adaptation.classifier(ctx)}
 

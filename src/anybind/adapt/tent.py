@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from anybind.adapt.base import Adaptation, AdaptContext, AdaptMethod, MethodOptions
+from anybind.adapt.base import METHODS, Adaptation, AdaptContext, AdaptMethod, MethodOptions
 from anybind.adapt.norm_layers import (
     BATCH_NORMS,
     freeze_except,
@@ -19,6 +19,7 @@ from anybind.adapt.norm_layers import (
     norm_state,
     restart_batch_statistics,
 )
+from anybind.adapt.trainer import fit, shuffled_batches
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
@@ -34,8 +35,8 @@ class TentOptions(MethodOptions):
     restart_statistics: bool = True
 
 
+@METHODS.register("tent")
 class Tent(AdaptMethod):
-    name = "tent"
     Options = TentOptions
     options: TentOptions
     needs_labels = False
@@ -62,25 +63,24 @@ class Tent(AdaptMethod):
             restart_batch_statistics(tower)
         opt = torch.optim.Adam(params, lr=o.lr, betas=(0.9, 0.999))
         g = torch.Generator().manual_seed(ctx.seed)
-        entropies = []
+
+        def entropy(idx: torch.Tensor) -> torch.Tensor:
+            tower.eval()
+            for m in tower.modules():  # batch statistics, no dropout
+                if isinstance(m, BATCH_NORMS):
+                    m.train()
+            logits = o.scale * tower(inputs[idx].to(ctx.device)) @ classes.T
+            p = logits.softmax(1)
+            return -(p * logits.log_softmax(1)).sum(1).mean()
+
+        entropies: list[float] = []
         with progress_bar("samples", disable=not ctx.progress) as bar:
             task = bar.add_task("tent", total=o.epochs * len(inputs))
             for _ in range(o.epochs):
-                order = torch.randperm(len(inputs), generator=g)
-                for start in range(0, len(order), o.batch_size):
-                    idx = order[start : start + o.batch_size]
-                    tower.eval()
-                    for m in tower.modules():  # batch statistics, no dropout
-                        if isinstance(m, BATCH_NORMS):
-                            m.train()
-                    logits = o.scale * tower(inputs[idx].to(ctx.device)) @ classes.T
-                    p = logits.softmax(1)
-                    loss = -(p * logits.log_softmax(1)).sum(1).mean()
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    entropies.append(float(loss.detach()))
-                    bar.advance(task, len(idx))
+                batches = shuffled_batches(len(inputs), o.batch_size, g)
+                entropies += fit(
+                    opt, batches, entropy, after_step=lambda idx: bar.advance(task, len(idx))
+                )
         tower.eval()
         freeze_except(tower, [])
         return self.new_adaptation(

@@ -11,14 +11,21 @@ cosine schedule; the last step is kept. Prompt tuning of the text tower uses the
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from anybind.adapt.base import Adaptation, AdaptContext, AdaptMethod, MethodOptions, require_labels
+from anybind.adapt.base import (
+    METHODS,
+    Adaptation,
+    AdaptContext,
+    AdaptMethod,
+    MethodOptions,
+    require_labels,
+)
+from anybind.adapt.trainer import cosine_over, fit
 from anybind.adapt.tuners import build_tuner
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
@@ -73,26 +80,27 @@ class TowerTuning(AdaptMethod):
         opt = torch.optim.AdamW(tuner.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         g = torch.Generator().manual_seed(ctx.seed)
         torch.manual_seed(ctx.seed)
-        losses = []
         # eval mode throughout: BatchNorm running statistics are base weights and must not move
         ctx.space.eval()
+
+        def loss_of(step: int) -> torch.Tensor:
+            idx = torch.randperm(len(inputs), generator=g)[: o.batch_size]
+            x = inputs[idx]
+            if o.augment:
+                x = modality.augment(x)
+            classes = ctx.class_embeddings(templates=templates) if text_tuned else fixed_classes
+            emb = tower(x.to(ctx.device))
+            return F.cross_entropy(o.scale * emb @ classes.T, labels[idx.to(labels.device)])
+
         with progress_bar("steps", disable=not ctx.progress) as bar:
             task = bar.add_task(f"{self.name} on {tower_name}", total=o.steps)
-            for step in range(o.steps):
-                for group in opt.param_groups:
-                    group["lr"] = o.lr * 0.5 * (1 + math.cos(math.pi * step / o.steps))
-                idx = torch.randperm(len(inputs), generator=g)[: o.batch_size]
-                x = inputs[idx]
-                if o.augment:
-                    x = modality.augment(x)
-                classes = ctx.class_embeddings(templates=templates) if text_tuned else fixed_classes
-                emb = tower(x.to(ctx.device))
-                loss = F.cross_entropy(o.scale * emb @ classes.T, labels[idx.to(labels.device)])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                bar.advance(task)
+            losses = fit(
+                opt,
+                range(o.steps),
+                loss_of,
+                schedule=cosine_over(o.steps),
+                after_step=lambda _: bar.advance(task),
+            )
         ctx.space.eval()
         return self.new_adaptation(
             ctx,
@@ -108,25 +116,25 @@ class TowerTuning(AdaptMethod):
         )
 
 
+@METHODS.register("lora")
 class LoRA(TowerTuning):
-    name = "lora"
     tuner_name = "lora"
 
 
+@METHODS.register("ia3")
 class IA3(TowerTuning):
-    name = "ia3"
     tuner_name = "ia3"
 
 
+@METHODS.register("adapter")
 class BottleneckAdapter(TowerTuning):
-    name = "adapter"
     tuner_name = "adapter"
 
 
+@METHODS.register("prompt")
 class Prompt(TowerTuning):
     """CoOp on the text tower by default; VPT when `tower` names a transformer tower."""
 
-    name = "prompt"
     tuner_name = "prompt"
 
     def default_tower(self, ctx: AdaptContext) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from anybind.config.schema import Config
+from anybind.config.schema import SECTION_TYPES, Config
 from anybind.errors import AnybindError, ConfigError
 
 
@@ -123,14 +123,26 @@ def save_config(config: Config, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))
 
 
+def _section_type(loc: list[str]) -> str | None:
+    """The type pydantic inserted after `objective` or `data.train.N` / `data.eval.N`."""
+    for i, part in enumerate(loc[:-1]):
+        after_source = i >= 2 and loc[i - 1].isdigit() and loc[i - 2] in ("train", "eval")
+        if part in SECTION_TYPES and (i >= 1 and loc[i - 1] == "objective" or after_source):
+            return part
+    return None
+
+
 def _config_error(exc: ValidationError, file: str | None) -> ConfigError:
     lines = []
     first_key = None
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        # pydantic puts the tag of a typed section (objective, data source) into the path
+        tag = _section_type(loc)
+        key = ".".join(p for i, p in enumerate(loc) if not (tag and p == tag and i > 0))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = f"not an option of {SECTION_TYPES[tag]} type '{tag}'" if tag else "unknown key"
         if not key and ": " in msg and " " not in msg.split(": ", 1)[0]:
             key, msg = msg.split(": ", 1)  # a cross-field check that names its key first
         first_key = first_key or key or None

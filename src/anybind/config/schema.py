@@ -6,10 +6,12 @@ the registered modality kind and encoder type, so a typo inside them is caught t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -19,7 +21,7 @@ from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
 from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
-from anybind.options import Fraction, Options, Size
+from anybind.options import Fraction, Options, Positive, Size
 
 
 class Strict(Options):
@@ -57,46 +59,79 @@ class SpaceConfig(Strict):
     learn_temperature: bool = True
 
 
-class ObjectiveConfig(Strict):
-    """Which loss aligns the modalities; see docs/configuration.md for each type."""
-
-    #: infonce (CLIP), siglip (pairwise sigmoid), symile (higher-order), cwcl (soft targets
-    #: from similarity within the anchor modality)
-    type: Literal["infonce", "siglip", "symile", "cwcl"] = "infonce"
-    #: "all": every pair of modalities; "anchor": every modality against `anchor`;
-    #: or an explicit list of [a, b] pairs. (symile scores one tuple: `modalities`.)
-    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "all"
-    anchor: str | None = None
+class _ObjectiveBase(Strict):
     #: Which samples in a batch count as positives of each other besides the pair itself.
     positives: Literal["label", "caption", "label_or_caption", "none"] = "label_or_caption"
-    #: infonce/cwcl: one learnable temperature for the space, or one per modality pair
-    scale: Literal["shared", "per_pair"] = "shared"
-    #: infonce/siglip: compute the loss in tiles, never holding the N×N logits (exact)
-    tiled: bool = False
-    tile: int = Field(1024, gt=0)
-    siglip_init_scale: float = Field(10.0, gt=0)
-    siglip_init_bias: float = -10.0
-    #: symile: the modalities of the tuple (default: all), negatives, missing-modality handling
-    symile_modalities: list[str] | None = None
-    symile_negatives: Literal["n", "n_squared"] = "n"
-    symile_missing: Literal["mask", "learned"] = "mask"
 
-    @model_validator(mode="after")
-    def _type_options(self) -> ObjectiveConfig:
-        if self.tiled and self.type not in ("infonce", "siglip"):
-            raise ValueError(
-                f"objective.tiled: only infonce and siglip have a tiled form, not {self.type}"
-            )
-        if self.scale == "per_pair" and self.type not in ("infonce", "cwcl"):
-            raise ValueError(
-                f"objective.scale: per_pair scales are for infonce and cwcl, not {self.type}"
-            )
-        if self.type == "cwcl" and self.anchor is None:
-            raise ValueError(
-                "objective.anchor: cwcl weights targets by similarity within a "
-                "frozen anchor modality; name it"
-            )
-        return self
+
+class _PairwiseObjective(_ObjectiveBase):
+    #: "all": every pair of modalities; "anchor": every modality against `anchor`;
+    #: or an explicit list of [a, b] pairs.
+    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "all"
+    anchor: str | None = None
+
+
+class InfoNCEConfig(_PairwiseObjective):
+    """CLIP's symmetric InfoNCE over every configured pair."""
+
+    type: Literal["infonce"] = "infonce"
+    #: one learnable temperature for the space, or one per modality pair
+    scale: Literal["shared", "per_pair"] = "shared"
+    #: compute the loss in tiles, never holding the N×N logits (exact)
+    tiled: bool = False
+    tile: Size = 1024
+
+
+class SigLIPConfig(_PairwiseObjective):
+    """SigLIP's pairwise sigmoid loss, with its own learnable scale and bias."""
+
+    type: Literal["siglip"]
+    init_scale: Positive = 10.0
+    init_bias: float = -10.0
+    tiled: bool = False
+    tile: Size = 1024
+
+
+class CWCLConfig(_PairwiseObjective):
+    """CWCL: soft targets from similarity within a frozen anchor modality."""
+
+    type: Literal["cwcl"]
+    anchor: str  # type: ignore[assignment]  # required here
+    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "anchor"
+    scale: Literal["shared", "per_pair"] = "shared"
+
+
+class SymileConfig(_ObjectiveBase):
+    """Symile's higher-order loss over one tuple of modalities."""
+
+    type: Literal["symile"]
+    #: the modalities of the tuple (default: all configured ones)
+    modalities: list[str] | None = None
+    negatives: Literal["n", "n_squared"] = "n"
+    #: a sample missing a modality: masked out, or a learned stand-in embedding
+    missing: Literal["mask", "learned"] = "mask"
+
+
+def _objective_type(value: Any) -> str:
+    """The tag of an objective section; `type` may be left out for infonce."""
+    if isinstance(value, dict):
+        return str(value.get("type", "infonce"))
+    return str(getattr(value, "type", "infonce"))
+
+
+#: Which loss aligns the modalities (`objective.type`); see docs/configuration.md for each.
+ObjectiveConfig = Annotated[
+    Annotated[InfoNCEConfig, Tag("infonce")]
+    | Annotated[SigLIPConfig, Tag("siglip")]
+    | Annotated[CWCLConfig, Tag("cwcl")]
+    | Annotated[SymileConfig, Tag("symile")],
+    Discriminator(
+        _objective_type,
+        custom_error_type="objective_type",
+        custom_error_message="objective.type: unknown objective (known: infonce, siglip, "
+        "cwcl, symile)",
+    ),
+]
 
 
 class DigitsSource(Strict):
@@ -161,6 +196,19 @@ Source = Annotated[
     DigitsSource | ManifestSource | FolderSource | ArraysSource | ShardsSource,
     Field(discriminator="type"),
 ]
+
+#: the `type` of each typed config section → the section kind, for error messages (pydantic
+#: puts the type into the error's path)
+SECTION_TYPES: dict[str, str] = {
+    **{
+        get_args(m.model_fields["type"].annotation)[0]: "objective"
+        for m in (InfoNCEConfig, SigLIPConfig, CWCLConfig, SymileConfig)
+    },
+    **{
+        get_args(m.model_fields["type"].annotation)[0]: "source"
+        for m in (DigitsSource, ManifestSource, FolderSource, ArraysSource, ShardsSource)
+    },
+}
 
 
 class DataConfig(Strict):
@@ -267,7 +315,7 @@ class EvalConfig(Strict):
 class Config(Strict):
     modalities: dict[str, ModalityConfig]
     space: SpaceConfig = Field(default_factory=SpaceConfig)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = Field(default_factory=InfoNCEConfig)
     data: DataConfig
     optim: OptimConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -308,19 +356,24 @@ class Config(Strict):
             if reason:
                 raise ValueError(f"modalities.{name}: {reason}")
         obj = self.objective
-        if obj.pairs == "anchor" and obj.anchor is None:
-            raise ValueError("objective.anchor: pairs='anchor' needs an anchor modality")
-        if obj.anchor is not None and obj.anchor not in names:
-            raise ValueError(f"objective.anchor: '{obj.anchor}' is not a configured modality")
-        if obj.type == "symile":
-            tuple_ = obj.symile_modalities or list(names)
+        if isinstance(obj, SymileConfig):
+            tuple_ = self.symile_modalities()
             unknown = [m for m in tuple_ if m not in names]
             if unknown or len(tuple_) < 2:
                 raise ValueError(
-                    f"objective.symile_modalities: needs two or more configured "
-                    f"modalities, got {tuple_}"
+                    f"objective.modalities: needs two or more configured modalities, got {tuple_}"
                 )
+        else:
+            if obj.pairs == "anchor" and obj.anchor is None:
+                raise ValueError("objective.anchor: pairs='anchor' needs an anchor modality")
+            if obj.anchor is not None and obj.anchor not in names:
+                raise ValueError(f"objective.anchor: '{obj.anchor}' is not a configured modality")
         for pair in self.pairs():
+            if isinstance(obj, CWCLConfig) and obj.anchor not in pair:
+                raise ValueError(
+                    f"objective.pairs: cwcl weights each pair by the anchor '{obj.anchor}', "
+                    f"and {list(pair)} does not hold it"
+                )
             for m in pair:
                 if m not in names:
                     raise ValueError(f"objective.pairs: '{m}' is not a configured modality")
@@ -336,9 +389,20 @@ class Config(Strict):
                 )
         return self
 
-    def pairs(self) -> list[tuple[str, str]]:
-        names = list(self.modalities)
+    def symile_modalities(self) -> list[str]:
+        """The tuple a Symile objective scores (its `modalities`, default all configured)."""
         obj = self.objective
+        listed = obj.modalities if isinstance(obj, SymileConfig) else None
+        return list(listed or self.modalities)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The modality pairs the objective aligns (for Symile: every pair of its tuple, which
+        is what evaluation scores as trained pairs)."""
+        obj = self.objective
+        if isinstance(obj, SymileConfig):
+            tuple_ = self.symile_modalities()
+            return [(a, b) for i, a in enumerate(tuple_) for b in tuple_[i + 1 :]]
+        names = list(self.modalities)
         if obj.pairs == "all":
             return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         if obj.pairs == "anchor":

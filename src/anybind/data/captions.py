@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from anybind.data.dataset import resolve_label
+from anybind.data.record import resolve_label
 from anybind.data.sample import RawRecord
 from anybind.errors import DataError
 

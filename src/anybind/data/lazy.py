@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from anybind.data.dataset import load_record, resolve_label
+from anybind.data.record import load_record, resolve_label
 from anybind.data.sample import UNLABELLED, RawRecord, Sample
 from anybind.errors import DataError
 from anybind.modalities import Modality

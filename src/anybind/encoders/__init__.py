@@ -1,4 +1,5 @@
-"""Encoders: one file per family, registered here by the `type` key configs use."""
+"""Encoders: one file per family, each class registered with `@ENCODERS.register(type)` under
+the `type` key configs use."""
 
 from __future__ import annotations
 
@@ -6,31 +7,23 @@ from typing import Any
 
 from transformers.utils import logging as hf_logging
 
-from anybind.encoders.base import Encoder, EncoderOptions
-from anybind.encoders.builtin_audio import AudioCNN
-from anybind.encoders.builtin_image import ImageCNN
-from anybind.encoders.builtin_text import ByteTransformer
-from anybind.encoders.hf_audio import HFAudio
-from anybind.encoders.hf_text import HFText
-from anybind.encoders.hf_vision import HFVision
-from anybind.encoders.speech_embedding import SpeechEmbedding
-from anybind.encoders.window_pool import WindowPool
+# importing an encoder's file registers it
+from anybind.encoders import (  # noqa: F401
+    builtin_audio,
+    builtin_image,
+    builtin_text,
+    hf_audio,
+    hf_text,
+    hf_vision,
+    speech_embedding,
+    window_pool,
+)
+from anybind.encoders.base import ENCODERS, Encoder, EncoderOptions
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
-from anybind.registry import Registry
 
 # Loading bars of transformers would interleave with ours; load messages stay as warnings.
 hf_logging.disable_progress_bar()
-
-ENCODERS: Registry[type[Encoder]] = Registry("encoder type")
-ENCODERS.register("image_cnn")(ImageCNN)
-ENCODERS.register("audio_cnn")(AudioCNN)
-ENCODERS.register("text_bytes")(ByteTransformer)
-ENCODERS.register("hf_text")(HFText)
-ENCODERS.register("hf_vision")(HFVision)
-ENCODERS.register("hf_audio")(HFAudio)
-ENCODERS.register("speech_embedding")(SpeechEmbedding)
-ENCODERS.register("window_pool")(WindowPool)
 
 
 def encoder_options(

@@ -7,14 +7,15 @@ model inputs (a tokenizer for text, pixel normalisation for pretrained vision mo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from anybind.modalities.base import Modality, ModalityOptions
+from anybind.model_paths import resolve_model_path
 from anybind.options import Options
+from anybind.registry import Registry
 
 
 class EncoderOptions(Options):
@@ -94,25 +95,4 @@ def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def resolve_model_path(path: str, required: str = "config.json") -> str:
-    """`path` as given, or for `package:MODULE[/SUBDIR]` the folder inside the installed package,
-    which must hold the file `required`."""
-    if not path.startswith("package:"):
-        return path
-    import importlib.util
-
-    from anybind.errors import ConfigError
-
-    module, _, sub = path.removeprefix("package:").partition("/")
-    # located without importing it: a package's __init__ may load heavy runtimes
-    spec = importlib.util.find_spec(module) if module.isidentifier() else None
-    if spec is None or not spec.origin:
-        raise ConfigError(
-            f"'{path}' needs the Python package '{module}' (pip install "
-            f"{module.replace('_', '-')})",
-            key="encoder.path",
-        )
-    folder = Path(spec.origin).parent / (sub or "model")
-    if not (folder / required).is_file():
-        raise ConfigError(f"'{path}': no model ({required}) in {folder}", key="encoder.path")
-    return str(folder)
+ENCODERS: Registry[type[Encoder]] = Registry("encoder type")

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from anybind.encoders.base import Encoder, EncoderOptions
+from anybind.encoders.base import ENCODERS, Encoder, EncoderOptions
 from anybind.encoders.builtin_image import conv_block
 from anybind.modalities.audio import AudioOptions
 from anybind.modalities.base import Modality, ModalityOptions
@@ -30,6 +30,7 @@ class AudioCNNOptions(EncoderOptions):
     dropout: Fraction = 0.1
 
 
+@ENCODERS.register("audio_cnn")
 class AudioCNN(Encoder):
     Options = AudioCNNOptions
     modalities = ("audio",)

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from anybind.encoders.base import Encoder, EncoderOptions
+from anybind.encoders.base import ENCODERS, Encoder, EncoderOptions
 from anybind.modalities.base import Modality
 from anybind.modalities.image import ImageOptions
 from anybind.options import Fraction, Size
@@ -30,6 +30,7 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+@ENCODERS.register("image_cnn")
 class ImageCNN(Encoder):
     Options = ImageCNNOptions
     modalities = ("image",)

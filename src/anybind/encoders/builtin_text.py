@@ -12,7 +12,7 @@ import torch
 from pydantic import model_validator
 from torch import nn
 
-from anybind.encoders.base import Encoder, EncoderOptions
+from anybind.encoders.base import ENCODERS, Encoder, EncoderOptions
 from anybind.modalities.base import Modality
 from anybind.options import Size
 
@@ -31,6 +31,7 @@ class ByteTransformerOptions(EncoderOptions):
         return self
 
 
+@ENCODERS.register("text_bytes")
 class ByteTransformer(Encoder):
     Options = ByteTransformerOptions
     modalities = ("text",)

@@ -30,6 +30,7 @@ import torch
 from transformers import ASTFeatureExtractor, AutoConfig, AutoModel
 
 from anybind.encoders.base import (
+    ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
@@ -51,6 +52,7 @@ class HFAudioOptions(TransformersOptions):
     pooling: Literal["mean"] = "mean"
 
 
+@ENCODERS.register("hf_audio")
 class HFAudio(Encoder):
     Options = HFAudioOptions
     modalities = ("audio",)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from anybind.encoders.base import (
+    ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
@@ -66,6 +67,7 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1e-9)
 
 
+@ENCODERS.register("hf_text")
 class HFText(Encoder):
     Options = HFTextOptions
     modalities = ("text",)

@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModel, CLIPVisionModel, PreTrainedModel
 from transformers.utils import cached_file
 
 from anybind.encoders.base import (
+    ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
@@ -79,6 +80,7 @@ class HFVisionOptions(TransformersOptions):
     pooling: Literal["pooler", "cls", "mean"] = "pooler"
 
 
+@ENCODERS.register("hf_vision")
 class HFVision(Encoder):
     Options = HFVisionOptions
     modalities = ("image",)

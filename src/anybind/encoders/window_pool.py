@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from anybind.encoders.base import Encoder, EncoderOptions
+from anybind.encoders.base import ENCODERS, Encoder, EncoderOptions
 from anybind.modalities.audio import AudioOptions
 from anybind.modalities.base import Modality, ModalityOptions
 from anybind.options import Fraction, Size
@@ -38,6 +38,7 @@ class WindowBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
+@ENCODERS.register("window_pool")
 class WindowPool(Encoder):
     Options = WindowPoolOptions
     modalities = ("audio",)

@@ -11,7 +11,7 @@ Output by `representation`:
 - "waveform": the raw waveform, shape (samples,) with samples = `max_seconds * sample_rate`,
   for encoders that take raw audio (wav2vec2, HuBERT).
 - "speech_embedding": the waveform (centred in `max_seconds` at 16 kHz) through Google's frozen
-  pretrained speech embedding network (`anybind.encoders.speech_embedding`, weights from
+  pretrained speech embedding network (`anybind.modalities.speech_model`, weights from
   `speech_model`): one 96-d vector per 775 ms window every `window_step` × 10 ms, shape
   (windows, 96). Computed once per clip at load time, so that training and adapting the small
   encoder on top is cheap; put the network inside the tower (encoder `speech_embedding`) to
@@ -37,12 +37,23 @@ from transformers.audio_utils import mel_filter_bank
 from anybind.errors import DataError
 from anybind.feature_cache import FeatureCache
 from anybind.modalities.base import (
+    MODALITIES,
     EncodedFile,
     Modality,
     ModalityOptions,
     check_finite,
     numeric_array,
 )
+from anybind.modalities.speech_model import (
+    EMBED_DIM,
+    EMBEDDING_FILE,
+    MEL_FILE,
+    MIN_SAMPLES,
+    SAMPLE_RATE,
+    shared_model,
+    window_count,
+)
+from anybind.model_paths import resolve_model_path
 from anybind.options import Positive, Size
 
 #: the largest sample magnitude accepted (float audio is within ±1, int16 PCM within 32768)
@@ -66,8 +77,6 @@ class AudioOptions(ModalityOptions):
     @model_validator(mode="after")
     def _speech_embedding_rate(self) -> AudioOptions:
         if self.representation == "speech_embedding":
-            from anybind.encoders.speech_embedding import MIN_SAMPLES, SAMPLE_RATE
-
             if self.sample_rate != SAMPLE_RATE:
                 raise ValueError(
                     f"representation 'speech_embedding' needs sample_rate {SAMPLE_RATE}"
@@ -82,8 +91,8 @@ class AudioOptions(ModalityOptions):
         return self
 
 
+@MODALITIES.register("audio")
 class AudioModality(Modality):
-    name = "audio"
     Options = AudioOptions
     contract = (
         "log_mel: float32 (n_mels, frames), natural-log mel power of a mono waveform at "
@@ -162,8 +171,6 @@ class AudioModality(Modality):
         return torch.from_numpy(self._feature_cache.get_or_compute(fitted, self._speech_embedding))
 
     def _speech_embedding(self, fitted: np.ndarray) -> np.ndarray:
-        from anybind.encoders.speech_embedding import shared_model
-
         model = shared_model(self.options.speech_model, self.options.window_step)
         with torch.no_grad():
             return model(torch.from_numpy(fitted)[None])[0].float().numpy()
@@ -174,12 +181,6 @@ class AudioModality(Modality):
         if root is None or self.options.representation != "speech_embedding":
             self._feature_cache = None
             return
-        from anybind.encoders.speech_embedding import (
-            EMBEDDING_FILE,
-            MEL_FILE,
-            resolve_model_path,
-        )
-
         folder = resolve_model_path(self.options.speech_model, required=MEL_FILE)
         model = hashlib.sha256()
         for name in (MEL_FILE, EMBEDDING_FILE):
@@ -256,8 +257,6 @@ class AudioModality(Modality):
     def placeholder(self) -> torch.Tensor:
         o = self.options
         if o.representation == "speech_embedding":
-            from anybind.encoders.speech_embedding import EMBED_DIM, window_count
-
             samples = int(round(o.max_seconds * o.sample_rate))
             return torch.zeros(window_count(samples, o.window_step), EMBED_DIM)
         if o.representation == "waveform":

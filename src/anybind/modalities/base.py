@@ -18,6 +18,7 @@ import torch
 
 from anybind.errors import DataError
 from anybind.options import Options
+from anybind.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +110,6 @@ def check_finite(array: np.ndarray, source: str | None) -> None:
         raise DataError("the input is empty", path=source)
     if not np.all(np.isfinite(array)):
         raise DataError("the input holds NaN or infinite values", path=source)
+
+
+MODALITIES: Registry[type[Modality]] = Registry("modality", names_attribute="name")

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from anybind.errors import DataError
 from anybind.modalities.base import (
+    MODALITIES,
     EncodedFile,
     Modality,
     ModalityOptions,
@@ -33,8 +34,8 @@ class ImageOptions(ModalityOptions):
     input_max: Positive | None = None
 
 
+@MODALITIES.register("image")
 class ImageModality(Modality):
-    name = "image"
     Options = ImageOptions
     contract = "float32 (C, H, W) in [0, 1]; C and (H, W) from the options `channels` and `size`"
     file_suffixes = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".npy", ".webp")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from anybind.errors import DataError
-from anybind.modalities.base import EncodedFile, Modality, ModalityOptions
+from anybind.modalities.base import MODALITIES, EncodedFile, Modality, ModalityOptions
 from anybind.options import Size
 
 
@@ -18,8 +18,8 @@ class TextOptions(ModalityOptions):
     max_chars: Size = 2000
 
 
+@MODALITIES.register("text")
 class TextModality(Modality):
-    name = "text"
     Options = TextOptions
     contract = "str (UTF-8, stripped, non-empty, at most `max_chars` characters); batch: list[str]"
     file_suffixes = (".txt",)

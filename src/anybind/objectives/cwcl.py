@@ -9,10 +9,15 @@ as soft targets of the symmetric cross-entropy. The weights carry no gradient.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from anybind.objectives.infonce import present_pairs, weighted_info_nce
+import torch
+
+from anybind.objectives.base import OBJECTIVES, Objective
+from anybind.objectives.infonce import PairScales, present_pairs, weighted_info_nce
+
+if TYPE_CHECKING:
+    from anybind.config.schema import Config, CWCLConfig
 
 
 def cwcl_weights(anchor: torch.Tensor) -> torch.Tensor:
@@ -26,14 +31,23 @@ def cwcl_loss(x: torch.Tensor, anchor: torch.Tensor, scale: torch.Tensor) -> tor
     return weighted_info_nce(x, anchor, scale, cwcl_weights(anchor))
 
 
-class CWCL(nn.Module):
+@OBJECTIVES.register("cwcl")
+class CWCL(Objective):
     """One CWCL term per (modality, anchor) pair; rows lacking either modality are left out."""
 
     def __init__(self, pairs: list[tuple[str, str]], anchor: str):
         super().__init__()
         self.pairs = [(a, b) if b == anchor else (b, a) for a, b in pairs]
         self.anchor = anchor
-        self.scales: nn.Module | None = None  # PairScales, when objective.scale is per_pair
+        self.scales: PairScales | None = None  # when objective.scale is per_pair
+
+    @classmethod
+    def from_config(cls, config: Config) -> CWCL:
+        obj: CWCLConfig = config.objective  # type: ignore[assignment]
+        module = cls(config.pairs(), obj.anchor)
+        if obj.scale == "per_pair":
+            module.scales = PairScales.from_config(config)
+        return module
 
     def forward(
         self,

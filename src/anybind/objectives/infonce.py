@@ -13,10 +13,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from anybind.objectives.base import OBJECTIVES, Objective
+
+if TYPE_CHECKING:
+    from anybind.config.schema import Config, InfoNCEConfig
 
 
 def positive_targets(
@@ -68,6 +74,12 @@ class PairScales(nn.Module):
             {pair_key(a, b): nn.Parameter(torch.tensor(math.log(init_scale))) for a, b in pairs}
         )
 
+    @classmethod
+    def from_config(cls, config: Config) -> PairScales:
+        """One scale per configured pair, initialised at 1/space.init_temperature."""
+        space = config.space
+        return cls(config.pairs(), 1.0 / space.init_temperature, space.max_logit_scale)
+
     def forward(self, a: str, b: str) -> torch.Tensor:
         return self.log_scales[pair_key(a, b)].clamp(0.0, self.max_log).exp()
 
@@ -92,7 +104,8 @@ def present_pairs(
             yield a, b, both
 
 
-class InfoNCE(nn.Module):
+@OBJECTIVES.register("infonce")
+class InfoNCE(Objective):
     """Sum of symmetric InfoNCE terms, one per configured modality pair.
 
     Only rows where both modalities of a pair are present take part in that pair's term; a pair
@@ -114,6 +127,16 @@ class InfoNCE(nn.Module):
         self.tiled = tiled
         self.tile = tile
 
+    @classmethod
+    def from_config(cls, config: Config) -> InfoNCE:
+        obj: InfoNCEConfig = config.objective  # type: ignore[assignment]
+        return cls(
+            config.pairs(),
+            scales=PairScales.from_config(config) if obj.scale == "per_pair" else None,
+            tiled=obj.tiled,
+            tile=obj.tile,
+        )
+
     def forward(
         self,
         features: dict[str, torch.Tensor],
@@ -134,7 +157,6 @@ class InfoNCE(nn.Module):
             terms[f"{pair_key(a, b)}_loss"] = loss
         return terms
 
-    #: `local_forward` applies (the trainer's test for a local form under torchrun)
     local = True
 
     def local_forward(

@@ -10,15 +10,21 @@ used by this objective.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anybind.objectives.base import OBJECTIVES, Objective
 from anybind.objectives.infonce import present_pairs
 
+if TYPE_CHECKING:
+    from anybind.config.schema import Config, SigLIPConfig
 
-class SigLIP(nn.Module):
+
+@OBJECTIVES.register("siglip")
+class SigLIP(Objective):
     def __init__(
         self,
         pairs: list[tuple[str, str]],
@@ -36,6 +42,18 @@ class SigLIP(nn.Module):
         self.max_log = math.log(max_scale)
         self.tiled = tiled
         self.tile = tile
+
+    @classmethod
+    def from_config(cls, config: Config) -> SigLIP:
+        obj: SigLIPConfig = config.objective  # type: ignore[assignment]
+        return cls(
+            config.pairs(),
+            init_scale=obj.init_scale,
+            init_bias=obj.init_bias,
+            max_scale=config.space.max_logit_scale,
+            tiled=obj.tiled,
+            tile=obj.tile,
+        )
 
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(0.0, self.max_log).exp()
@@ -60,7 +78,7 @@ class SigLIP(nn.Module):
             terms[f"{a}~{b}_loss"] = loss
         return terms
 
-    @property
+    @property  # type: ignore[override]
     def local(self) -> bool:
         """Whether `local_forward` applies: the dense loss has a local form, the tiled one
         (square tiles around the diagonal) is computed over the gathered batch."""

@@ -58,10 +58,16 @@ import math
 from collections.abc import Sequence
 from functools import reduce
 from operator import mul
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from anybind.objectives.base import OBJECTIVES, Objective
+
+if TYPE_CHECKING:
+    from anybind.config.schema import Config, SymileConfig
 
 NEGATIVES = ("n", "n_squared")
 MISSING = ("mask", "learned")
@@ -205,7 +211,8 @@ def symile_loss(
     return torch.stack(losses).mean()
 
 
-class Symile(nn.Module):
+@OBJECTIVES.register("symile")
+class Symile(Objective):
     """The Symile loss over one configured tuple of modalities, as a named loss term.
 
     modalities: the M ≥ 2 modality names whose joint dependence is contrasted.
@@ -244,6 +251,16 @@ class Symile(nn.Module):
             self.missing_embeddings = nn.ParameterDict(
                 {m: nn.Parameter(torch.randn(dim) / math.sqrt(dim)) for m in self.modalities}
             )
+
+    @classmethod
+    def from_config(cls, config: Config) -> Symile:
+        obj: SymileConfig = config.objective  # type: ignore[assignment]
+        return cls(
+            config.symile_modalities(),
+            negatives=obj.negatives,
+            missing=obj.missing,
+            dim=config.space.dim,
+        )
 
     def missing_embedding(self, modality: str) -> torch.Tensor:
         e = self.missing_embeddings[modality]

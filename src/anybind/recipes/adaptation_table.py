@@ -19,10 +19,11 @@ from typing import Any
 
 from rich.console import Console
 
+from anybind.adapt.base import make_context
 from anybind.adapt.protocols import base_novel_split, harmonic_mean, mean_std
-from anybind.adapt.run import TargetDomain, adapt_space, make_context, score
-from anybind.adapt.targets import shared_targets
+from anybind.adapt.run import TargetDomain, adapt_space, score
 from anybind.checkpoint import atomic_write_text
+from anybind.data.named import shared_targets
 from anybind.recipes.data import build_dataset
 from anybind.space import Space, load_space
 

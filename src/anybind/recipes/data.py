@@ -16,6 +16,7 @@ from anybind.config.schema import (
 )
 from anybind.data.captions import add_captions
 from anybind.data.dataset import LoadReport
+from anybind.data.ids import combine_sources
 from anybind.data.lazy import RecordDataset
 from anybind.data.loader import AnyDataset, materialize
 from anybind.data.sample import RawRecord
@@ -63,13 +64,21 @@ def source_records(
     raise TypeError(f"unknown source {source!r}")
 
 
+def source_name(source: Source) -> str:
+    """How a source is named in sample ids and messages: its path, or its type and split."""
+    path = getattr(source, "path", None)
+    if path is not None:
+        return str(path)
+    return f"{source.type}:{getattr(source, 'split', '')}".rstrip(":")
+
+
 def source_dataset(
     sources: list[Source], config: Config, modalities: dict[str, Modality], *, progress: bool = True
 ) -> RecordDataset:
     """The lazy dataset of the sources: their records, with captions; nothing decoded yet."""
-    records: list[RawRecord] = []
-    for source in sources:
-        records += source_records(source, modalities, progress=progress)
+    records = combine_sources(
+        [(source_name(s), source_records(s, modalities, progress=progress)) for s in sources]
+    )
     class_names = config.data.class_names
     if "text" in modalities:
         captions = dict(config.data.captions)

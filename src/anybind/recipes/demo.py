@@ -49,7 +49,7 @@ def find_shared_data(explicit: str | Path | None = None) -> Path | None:
 
 
 def real_sources(shared: Path) -> dict[str, list[Source]]:
-    from anybind.adapt.targets import shared_targets
+    from anybind.data.named import shared_targets
 
     return {"real": [source for source, _ in shared_targets(shared).values()]}
 

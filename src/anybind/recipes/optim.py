@@ -1,29 +1,16 @@
-"""The optimiser of a training run: AdamW groups and the warmup-cosine schedule."""
+"""The optimiser of a training run: AdamW groups and the warmup-cosine schedule
+(anybind.schedules)."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from anybind.config import Config
+from anybind.schedules import warmup_cosine
 from anybind.space import Space
-
-
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """LR factor at a step: linear warmup over `warmup` steps, then cosine decay to 0 at
-    `total`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def param_groups(space: Space, weight_decay: float) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from anybind.config.schema import ArraysSource, DigitsSource, FolderSource, ManifestSource, Source
+from anybind.data.named import NAMED_SOURCES, named_source
 from anybind.errors import ConfigError
 
 
@@ -18,10 +19,8 @@ def parse_sources(
     for spec in specs:
         path = Path(spec)
         kind, _, rest = spec.partition(":")
-        if kind in ("mnist", "fsdd") and rest:
-            from anybind.adapt.targets import target_source
-
-            sources.append(target_source(kind, rest)[0])
+        if kind in NAMED_SOURCES and rest:
+            sources.append(named_source(kind, rest)[0])
         elif spec.startswith("digits:"):
             split = spec.split(":", 1)[1]
             if split not in ("train", "test"):

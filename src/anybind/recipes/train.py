@@ -40,7 +40,7 @@ from anybind.distributed_checkpoint import (
     save_sharded_checkpoint,
 )
 from anybind.errors import ConfigError, DataError, TrainingError
-from anybind.objectives import build_objective
+from anybind.objectives import Objective, build_objective
 from anybind.progress import progress_bar
 from anybind.recipes.data import Data, build_dataset
 from anybind.recipes.distributed import (
@@ -88,7 +88,7 @@ class Run:
     group: ProcessGroup
     device: torch.device
     space: Space
-    objective: nn.Module
+    objective: Objective
     model: nn.Module  # the Aligner, DDP-wrapped under torchrun
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR

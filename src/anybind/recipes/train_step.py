@@ -16,7 +16,7 @@ from torch import nn
 
 from anybind.config import Config
 from anybind.errors import TrainingError
-from anybind.objectives import group_ids
+from anybind.objectives import Objective, group_ids
 from anybind.objectives.distributed import gather_no_grad, gather_with_grad
 from anybind.recipes.fsdp import average_replicated_grads
 from anybind.recipes.micro_batches import Replay, grad_cache_backward
@@ -33,7 +33,7 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
 
 
 class Aligner(nn.Module):
-    def __init__(self, space: Space, objective: nn.Module, config: Config):
+    def __init__(self, space: Space, objective: Objective, config: Config):
         super().__init__()
         self.space = space
         self.objective = objective
@@ -54,7 +54,7 @@ class Aligner(nn.Module):
             return self.replayed(batch, replay, step)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             features, masks, groups, rows = self.gathered(batch)
-            if getattr(self.objective, "local", False):
+            if self.objective.local:
                 return self.local_loss(features, masks, groups, rows, step)
         else:
             features = self.space(batch)

@@ -15,9 +15,10 @@ from conftest import CLASS_NAMES, tiny_config, tiny_images
 from sklearn.linear_model import LogisticRegression
 
 from anybind.adapt import METHODS, build_method
+from anybind.adapt.base import make_context
 from anybind.adapt.features import embed_inputs
 from anybind.adapt.norm_layers import norm_modules
-from anybind.adapt.run import TargetDomain, adapt_run, adapt_space, make_context, score
+from anybind.adapt.run import TargetDomain, adapt_run, adapt_space, score
 from anybind.adapt.store import TENSORS, file_sha256, load_adapted
 from anybind.adapt.views import LabelLeakError, UnlabelledView, modality_tensor
 from anybind.checkpoint import WEIGHTS

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from anybind.data.dataset import load_record
+from anybind.data.record import load_record
 from anybind.data.sources import array_records, manifest_records
 from anybind.errors import DataError
 from anybind.modalities import build_modality

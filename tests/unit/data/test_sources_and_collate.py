@@ -21,7 +21,10 @@ import torch
 from PIL import Image
 
 from anybind.data.collate import collate
-from anybind.data.dataset import MultiModalDataset, load_record
+from anybind.data.dataset import MultiModalDataset
+from anybind.data.lazy import RecordDataset
+from anybind.data.loader import materialize
+from anybind.data.record import load_record
 from anybind.data.sample import UNLABELLED, RawRecord, Sample
 from anybind.data.sources import array_records, folder_records, manifest_records
 from anybind.errors import DataError
@@ -35,9 +38,10 @@ def _modalities() -> dict[str, Modality]:
 def _load(
     records: list[RawRecord], modalities: dict[str, Modality] | None = None, **kwargs: Any
 ) -> MultiModalDataset:
-    dataset, report = MultiModalDataset.from_records(
-        records, modalities or _modalities(), progress=False, **kwargs
-    )
+    modalities = modalities or _modalities()
+    class_names = kwargs.pop("class_names", None)
+    lazy = RecordDataset(records, modalities, class_names)
+    dataset, report = materialize(lazy, progress=False, **kwargs)
     return dataset
 
 
@@ -181,9 +185,8 @@ def test_skip_bad_skips_and_counts(data_root: tuple[Path, dict[str, np.ndarray]]
     rows[0]["image"] = "imgs/gone.npy"
     rows[1]["image"] = "imgs/also_gone.png"
     manifest = _write_manifest(root / "m.csv", rows)
-    dataset, report = MultiModalDataset.from_records(
-        manifest_records(manifest, _modalities()), _modalities(), skip_bad=True, progress=False
-    )
+    lazy = RecordDataset(manifest_records(manifest, _modalities()), _modalities())
+    dataset, report = materialize(lazy, skip_bad=True, progress=False)
     assert (report.loaded, report.skipped) == (3, 2)
     assert len(dataset) == 3
     assert [s.id for s in dataset.samples] == ["3", "4", "5"]

@@ -14,19 +14,19 @@ from anybind.adapt.norm_layers import norm_modules
 from anybind.adapt.tuners.bottleneck import default_adapter_targets
 from anybind.config.load import load_config
 from anybind.encoders import build_encoder, encoder_options
-from anybind.encoders.base import resolve_model_path
-from anybind.encoders.speech_embedding import (
-    EMBEDDING_FILE,
-    MEL_FILE,
-    SpeechEmbedding,
-    SpeechEmbeddingModel,
-    read_onnx_weights,
-    shared_model,
-)
+from anybind.encoders.speech_embedding import SpeechEmbedding
 from anybind.encoders.window_pool import WindowPool, WindowPoolOptions
 from anybind.errors import ConfigError, DataError
 from anybind.modalities import build_modality
 from anybind.modalities.audio import AudioModality, AudioOptions
+from anybind.modalities.speech_model import (
+    EMBEDDING_FILE,
+    MEL_FILE,
+    SpeechEmbeddingModel,
+    read_onnx_weights,
+    shared_model,
+)
+from anybind.model_paths import resolve_model_path
 
 PACKAGE = "package:openwakeword/resources/models"
 SPEECH = AudioOptions(sample_rate=16000, representation="speech_embedding", max_seconds=1.0)

@@ -78,7 +78,7 @@ def test_cwcl_gives_no_gradient_to_the_anchor():
         ({}, "InfoNCE"),
         ({"objective.type": "cwcl", "objective.anchor": "text"}, "CWCL"),
         ({"objective.type": "siglip"}, "SigLIP"),
-        ({"objective.type": "symile"}, "Symile"),
+        ({"objective": {"type": "symile"}}, "Symile"),
     ],
 )
 def test_the_config_selects_the_objective(tiny_npz, changes, kind):
@@ -100,18 +100,25 @@ def test_per_pair_scales_are_learnable_and_clamped(tiny_npz):
 def test_objective_options_that_do_not_fit_the_type_are_errors(tiny_npz):
     from anybind.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="objective.tiled"):
-        config_from_dict(
-            tiny_config(
-                tiny_npz,
-                **{"objective.type": "cwcl", "objective.anchor": "text", "objective.tiled": True},
-            )
-        )
-    with pytest.raises(ConfigError, match="objective.anchor"):
-        config_from_dict(tiny_config(tiny_npz, **{"objective.type": "cwcl"}))
-    with pytest.raises(ConfigError, match="symile_modalities"):
-        config_from_dict(
-            tiny_config(
-                tiny_npz, **{"objective.type": "symile", "objective.symile_modalities": ["image"]}
-            )
-        )
+    def error(objective: dict) -> str:
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(tiny_config(tiny_npz, objective=objective))
+        return str(info.value)
+
+    # each type has its own options: a key of another type is named with the type it lacks
+    message = error({"type": "cwcl", "anchor": "text", "tiled": True})
+    assert "objective.tiled: not an option of objective type 'cwcl'" in message
+    assert "objective.symile" not in error({"type": "symile", "pairs": "all"})
+    assert "objective.pairs: not an option of objective type 'symile'" in error(
+        {"type": "symile", "pairs": "all"}
+    )
+    assert "objective.anchor" in error({"type": "cwcl"})
+    assert "objective.modalities" in error({"type": "symile", "modalities": ["image"]})
+    assert "objective.type" in error({"type": "clip"})
+    # cwcl weights a pair by its anchor: a pair without the anchor cannot be scored
+    assert "does not hold it" in error(
+        {"type": "cwcl", "anchor": "text", "pairs": [["image", "image"]]}
+    )
+    # infonce is the default type; its options need no `type`
+    config = config_from_dict(tiny_config(tiny_npz, objective={"tiled": True, "tile": 5}))
+    assert config.objective.type == "infonce" and config.objective.tile == 5

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from anybind.errors import AnybindError
+from anybind.registry import Registry
 
 if TYPE_CHECKING:
     from anybind.space.model import Tower
@@ -248,3 +249,6 @@ def register_tuner_module(encoder: nn.Module, module: nn.Module) -> None:
 def remove_tuner_module(encoder: nn.Module) -> None:
     if TUNER_MODULE in encoder._modules:
         del encoder._modules[TUNER_MODULE]
+
+
+TUNERS: Registry[type[Tuner]] = Registry("tuner", names_attribute="name")

@@ -31,6 +31,7 @@ from torch.utils.hooks import RemovableHandle
 
 from anybind.adapt.tuners.base import (
     TUNER_MODULE,
+    TUNERS,
     Tuner,
     TunerOptions,
     register_tuner_module,
@@ -113,8 +114,8 @@ def _module_key(target: str) -> str:
     return target.replace(".", "-")
 
 
+@TUNERS.register("adapter")
 class BottleneckAdapter(Tuner):
-    name = "adapter"
     Options = AdapterOptions
     options: AdapterOptions
 

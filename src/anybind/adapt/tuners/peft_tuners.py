@@ -39,7 +39,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from anybind.adapt.tuners.base import Tuner, TunerOptions, encoder_type, transformer_layers
+from anybind.adapt.tuners.base import TUNERS, Tuner, TunerOptions, encoder_type, transformer_layers
 from anybind.errors import AnybindError
 
 if TYPE_CHECKING:
@@ -261,8 +261,8 @@ class LoraOptions(TunerOptions):
     target_modules: list[str] | str | None = None
 
 
+@TUNERS.register("lora")
 class LoraTuner(PeftTuner):
-    name = "lora"
     Options = LoraOptions
     options: LoraOptions
     prefix = "lora_"
@@ -295,8 +295,8 @@ class IA3Options(TunerOptions):
     feedforward_modules: list[str] | str | None = None
 
 
+@TUNERS.register("ia3")
 class IA3Tuner(PeftTuner):
-    name = "ia3"
     Options = IA3Options
     options: IA3Options
     prefix = "ia3_"

@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from anybind.adapt.tuners.base import (
+    TUNERS,
     Tuner,
     TunerOptions,
     encoder_type,
@@ -89,8 +90,8 @@ class _PromptParams(nn.Module):
         return param
 
 
+@TUNERS.register("prompt")
 class PromptTuner(Tuner):
-    name = "prompt"
     Options = PromptOptions
     options: PromptOptions
 

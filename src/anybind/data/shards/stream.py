@@ -25,9 +25,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from anybind.data.captions import add_captions
-from anybind.data.dataset import LoadReport, MultiModalDataset, load_record
+from anybind.data.dataset import LoadReport, MultiModalDataset
 from anybind.data.lazy import BadSample
 from anybind.data.loader import Collator, LoaderSettings, batches
+from anybind.data.record import load_record
 from anybind.data.sample import RawRecord, Sample
 from anybind.errors import DataError
 from anybind.modalities import EncodedFile, Modality

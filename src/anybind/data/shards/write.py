@@ -21,7 +21,7 @@ import numpy as np
 import soundfile
 
 from anybind.checkpoint import atomic_write_text
-from anybind.data.dataset import load_record, resolve_label
+from anybind.data.record import load_record, resolve_label
 from anybind.data.sample import UNLABELLED, RawRecord
 from anybind.data.shards.index import INDEX_NAME, ShardIndex
 from anybind.errors import DataError
