@@ -45,3 +45,10 @@ class IncompleteRunWarning(UserWarning):
 
 class TrainingError(AnybindError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+def storage_message(exc: OSError) -> str:
+    """One line for a failed read or write: the file, and what the system said (a full disk,
+    a read-only folder, a path through a file)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot write or read {exc.filename}: {reason}" if exc.filename else reason

@@ -210,3 +210,59 @@ def test_compile_wraps_the_trainable_encoders_only(tiny_npz):
     # nn.Module.compile sets the compiled forward it calls from then on (compiled lazily)
     assert space.towers["image"].encoder._compiled_call_impl is not None
     assert space.towers["text"].encoder._compiled_call_impl is None
+
+
+def test_a_full_disk_at_a_checkpoint_fails_the_run_by_name_and_resume_finishes_it(
+    tmp_path, tiny_npz, monkeypatch
+):
+    """The disk fills while the second checkpoint is written: the run stops with the file and
+    the system's reason, keeps the first checkpoint, is refused as a space, and `--resume` (disk
+    freed) goes on from that checkpoint to the same weights as an uninterrupted run."""
+    import errno
+
+    from anybind import checkpoint as checkpoint_module
+    from anybind.recipes import train as train_module
+
+    real = checkpoint_module.save_checkpoint
+    calls = {"n": 0}
+
+    def filling(folder, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "x.partial"))
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", filling)
+    config = config_from_dict(tiny_config(tiny_npz))
+    with pytest.raises(TrainingError) as err:
+        train(config, tmp_path / "run", progress=False)
+    message = str(err.value)
+    assert "No space left on device" in message and "x.partial" in message
+    assert "The last checkpoint is step-00000004" in message
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and "No space left" in status["message"]
+
+    from anybind.api import load_run
+
+    with pytest.raises(AnybindError, match="failed at step"):
+        load_run(tmp_path / "run")
+    monkeypatch.setattr(train_module, "save_checkpoint", real)
+    summary = train(config, tmp_path / "run", resume=True, progress=False)
+    assert summary.resumed_from == 4
+    train(config, tmp_path / "straight", progress=False)
+    resumed = load_file(str(tmp_path / "run" / "model.safetensors"))
+    straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_named_line(tmp_path, tiny_npz):
+    """`--out` under a regular file (what a read-only or missing mount looks like to a
+    process: the folder cannot be made): one line naming the path, exit code 2."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tiny_npz, **{"optim.steps": 2})))
+    done = run_cli("train", str(cfg), "--out", str(blocker / "run"), "--quiet")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert f"{blocker}/run: Not a directory" in done.stderr

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from anybind.errors import AnybindError, IncompleteRunWarning
+from anybind.errors import AnybindError, IncompleteRunWarning, storage_message
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +35,14 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AnybindError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # the disk, not the code: a full disk, a read-only folder
+            console.print(
+                f"[bold red]error:[/] {storage_message(exc)}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2) from None
+        except MemoryError:
+            console.print("[bold red]error:[/] out of memory (try a smaller batch or data.cache)")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: the last checkpoint is kept; --resume goes on")

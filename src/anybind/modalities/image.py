@@ -8,6 +8,7 @@ divided by `input_max` (1.0 unless configured, e.g. 16 for the UCI digits) and m
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -82,12 +83,23 @@ class ImageModality(Modality):
     def _decode(self, file: Path | BinaryIO, suffix: str, source: str) -> np.ndarray:
         try:
             if suffix == ".npy":
+                _require_small_npy(file, source)
                 return np.load(file, allow_pickle=False)
-            with Image.open(file) as img:
+            with warnings.catch_warnings():  # PIL warns on the header; the check below names it
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(file)  # reads the header only
+            with img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise DataError(
+                        f"the image is {width}×{height} = {width * height:,} pixels, over the "
+                        f"limit of {MAX_PIXELS:,} (a decompression bomb?); nothing was decoded",
+                        path=source,
+                    )
                 img.load()
                 mode = "L" if self.options.channels == 1 else "RGB"
                 return np.asarray(img if img.mode == mode else img.convert(mode))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image: {exc}", path=source) from exc
 
     def _to_tensor(self, array: np.ndarray, source: str | None) -> torch.Tensor:
@@ -141,3 +153,38 @@ class ImageModality(Modality):
         if want == 1:
             return tensor.mean(dim=0, keepdim=True)
         return tensor.expand(3, -1, -1)
+
+
+#: the most pixels an image file may declare before it is decoded: PIL's own limit
+#: (Image.MAX_IMAGE_PIXELS, ~89 MP); anything larger is refused from its header
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def _require_small_npy(file: Path | BinaryIO, source: str) -> None:
+    """Refuse an .npy whose header declares more than MAX_PIXELS × 4 values, before reading."""
+    if isinstance(file, Path):
+        with open(file, "rb") as f:
+            shape = _npy_shape(f)
+    else:
+        start = file.tell()
+        shape = _npy_shape(file)
+        file.seek(start)
+    if shape is None:
+        return  # not a valid .npy header: np.load names the problem
+    count = int(np.prod(shape, dtype=np.float64))
+    if count > MAX_PIXELS * 4:
+        raise DataError(
+            f"the array declares shape {tuple(shape)} ({count:,} values), over the limit of "
+            f"{MAX_PIXELS * 4:,}; nothing was read",
+            path=source,
+        )
+
+
+def _npy_shape(f: BinaryIO) -> tuple[int, ...] | None:
+    fmt = np.lib.format
+    try:
+        major, _ = fmt.read_magic(f)
+        read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+        return tuple(read(f)[0])
+    except ValueError:
+        return None

@@ -15,6 +15,7 @@ taken and ends with bit-identical weights on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import random
@@ -39,7 +40,7 @@ from anybind.distributed_checkpoint import (
     load_sharded_checkpoint,
     save_sharded_checkpoint,
 )
-from anybind.errors import ConfigError, DataError, TrainingError
+from anybind.errors import ConfigError, DataError, TrainingError, storage_message
 from anybind.objectives import Objective, build_objective
 from anybind.progress import progress_bar
 from anybind.recipes.data import Data, build_dataset
@@ -151,10 +152,13 @@ def train(
     run = setup(config, Path(out), resume=resume, skip_bad=skip, progress=progress, data=dataset)
     try:
         loop(run, skip_bad=skip, progress=progress and run.group.main, after_step=after_step)
-    except (TrainingError, DataError) as exc:
-        mark(run, "failed", message=str(exc))
+    except (TrainingError, DataError, OSError) as exc:
+        reason = storage_message(exc) if isinstance(exc, OSError) else str(exc)
+        # the disk that failed may not take status.json either: then "running" stays
+        with contextlib.suppress(OSError):
+            mark(run, "failed", message=reason)
         release(run)
-        raise TrainingError(f"{exc} — {kept_message(run)}") from exc
+        raise TrainingError(f"{reason} — {kept_message(run)}") from exc
     return finish(run)
 
 

@@ -241,3 +241,27 @@ def test_augment_is_close_to_identity_on_a_constant_centre() -> None:
     torch.manual_seed(3)
     out = image.augment(batch)
     torch.testing.assert_close(out[:, :, 12:20, 12:20], batch[:, :, 12:20, 12:20])
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A 17 kB PNG that declares 144 MP (1.6× PIL's limit) is named without being decoded; a
+    bigger one (over 2×, where PIL itself raises) is named too."""
+    modality = build_modality("image", {"size": (8, 8)})
+    for side in (12000, 20000):
+        path = tmp_path / f"bomb{side}.png"
+        Image.new("1", (side, side)).save(path, optimize=True)
+        assert path.stat().st_size < 100_000
+        with pytest.raises(DataError) as info:
+            modality.load(str(path))
+        assert str(path) in str(info.value)
+        assert "decompression bomb" in str(info.value).lower()
+
+
+def test_an_npy_that_declares_a_huge_array_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    with path.open("wb") as f:  # a header only: reading the data would need 40 GB
+        header = {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)}
+        np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(DataError, match="declares shape") as info:
+        build_modality("image", {"size": (8, 8)}).load(str(path))
+    assert str(path) in str(info.value)
