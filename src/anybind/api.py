@@ -149,7 +149,7 @@ def adapt_run(
         dataset, _ = build_dataset(
             sources, space.config, space.modalities, progress=progress, cache="memory"
         )
-    modality = modality or target_modality(space, dataset)
+    modality = target_modality(space, dataset, modality)
     return _adapt_run(
         run_dir,
         method,

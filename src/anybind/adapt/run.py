@@ -53,6 +53,9 @@ class TargetDomain:
         eval_fraction: float = 0.5,
         split_seed: int = 0,
     ) -> TargetDomain:
+        has = dataset.has(modality)
+        if not bool(has.all()):  # a manifest of several modalities: the rows holding this one
+            dataset = dataset.subset(torch.nonzero(has).flatten().tolist())
         labels = dataset.labels()
         if bool((labels < 0).any()):
             raise AnybindError(
@@ -93,16 +96,29 @@ class TargetDomain:
         }
 
 
-def target_modality(space: Space, dataset: MultiModalDataset) -> str:
-    """The one non-text modality of the space that the target data holds."""
+def target_modality(space: Space, dataset: MultiModalDataset, requested: str | None = None) -> str:
+    """The modality to adapt: `requested`, or the one non-text modality of the space that the
+    target data holds (with several, the caller must choose)."""
     present = [
         m
         for m, t in space.towers.items()
         if t.modality.name != "text" and bool(dataset.has(m).any())
     ]
-    if len(present) != 1:
+    if requested is not None:
+        if requested not in space.towers:
+            known = ", ".join(space.towers)
+            raise AnybindError(f"--modality {requested}: the space has no such tower ({known})")
+        if requested not in present:
+            raise AnybindError(
+                f"--modality {requested}: the target data holds none (it holds {present})"
+            )
+        return requested
+    if not present:
+        raise AnybindError("the target data holds no modality of the space besides text")
+    if len(present) > 1:
         raise AnybindError(
-            f"the target data must hold exactly one non-text modality; it holds {present}"
+            f"the target data holds {' and '.join(present)}: pass --modality to pick the one "
+            "to adapt"
         )
     return present[0]
 

@@ -54,7 +54,11 @@ def adapt_command(
     eval_fraction: float = typer.Option(
         0.5, "--eval-fraction", help="Share of the target data held out for evaluation."
     ),
-    modality: str = typer.Option(None, "--modality", help="Modality of a folder's files."),
+    modality: str = typer.Option(
+        None,
+        "--modality",
+        help="The modality to adapt when the data holds several; the modality of a folder's files.",
+    ),
     pattern: str = typer.Option(r"^(?P<label>[^_]+)_", "--pattern", help="Label regex (folder)."),
     keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array."),
     preprocess: str = typer.Option("none", "--preprocess", help="none or mnist_to_uci."),
@@ -82,7 +86,7 @@ def adapt_command(
     )
     if report.skipped:
         console.print(f"[yellow]skipped {report.skipped} unreadable samples[/]")
-    target = target_modality(space, dataset)
+    target = target_modality(space, dataset, modality)
     result = adapt_run(
         run_dir,
         method,
