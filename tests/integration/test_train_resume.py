@@ -266,3 +266,29 @@ def test_an_out_folder_that_cannot_be_written_is_one_named_line(tmp_path, tiny_n
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert f"{blocker}/run: Not a directory" in done.stderr
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_skipping_leaves_too_few_samples_says_how_many_were_skipped(tmp_path, tiny_npz, cache):
+    """Three of four rows point at missing files, so --skip-bad leaves one sample: the error
+    says how many were skipped and why the first was — before the run folder exists when the
+    data is decoded up front, at the first batch when it is decoded as drawn."""
+    rows = [{"image": f"img/{i}.npy", "caption": f"a picture of {i}"} for i in range(4)]
+    (tmp_path / "img").mkdir()
+    import numpy as np
+
+    np.save(tmp_path / "img" / "0.npy", np.zeros((8, 8), dtype=np.float32))
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    source = {"type": "manifest", "path": str(tmp_path / "m.jsonl"),
+              "columns": {"image": "image", "text": "caption"}}  # fmt: skip
+    config = tiny_config(tiny_npz, **{"data.train": [source], "data.eval": [], "data.cache": cache})
+    with pytest.raises(AnybindError) as err:
+        train(config_from_dict(config), tmp_path / "run", skip_bad=True, progress=False)
+    message = str(err.value)
+    assert "3 unreadable" in message and "img/1.npy" in message
+    if cache == "memory":
+        assert "1 usable training sample" in message
+        assert not (tmp_path / "run").exists()
+    else:
+        status = json.loads((tmp_path / "run" / "status.json").read_text())
+        assert status["state"] == "failed" and "3 unreadable" in status["message"]

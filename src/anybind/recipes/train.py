@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from anybind.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from anybind.config import Config, load_config
-from anybind.data.dataset import MultiModalDataset
+from anybind.data.dataset import LoadReport, MultiModalDataset
 from anybind.data.loader import LoaderSettings, StepBatchSampler, batches, make_loader
 from anybind.data.shards.stream import ShardSet, ShardStream, stream_loader
 from anybind.distributed_checkpoint import (
@@ -101,6 +101,7 @@ class Run:
     resumed_from: int | None = None
     skipped_at_load: int = 0
     skipped: int = 0  # this rank's samples skipped while training (checkpointed)
+    first_skip: str | None = None  # why the first of them was
     losses: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -154,6 +155,9 @@ def train(
         loop(run, skip_bad=skip, progress=progress and run.group.main, after_step=after_step)
     except (TrainingError, DataError, OSError) as exc:
         reason = storage_message(exc) if isinstance(exc, OSError) else str(exc)
+        if run.skipped:  # what --skip-bad left out may be why a batch has nothing to score
+            reason += f" ({run.skipped} unreadable samples were skipped; the first: "
+            reason += f"{run.first_skip})"
         # the disk that failed may not take status.json either: then "running" stays
         with contextlib.suppress(OSError):
             mark(run, "failed", message=reason)
@@ -209,6 +213,7 @@ def setup(
             description="loading training data",
         )
         skipped = report.skipped
+        require_enough(len(data), report)
     if not (out / CONFIG).is_file() and group.main:
         # resolved config + initial weights: the folder is a run from now on, not yet a usable one
         write_status(out, RunStatus("running"))
@@ -244,6 +249,18 @@ def setup(
         restore(run)
     mark(run, "running")
     return run
+
+
+def require_enough(n: int, report: LoadReport) -> None:
+    """Contrastive training compares samples: fewer than two is an error that says how many
+    were skipped as unreadable, and why the first was."""
+    if n >= 2:
+        return
+    message = f"{n} usable training sample{'s' if n != 1 else ''}; training needs at least 2"
+    if report.skipped:
+        message += f" ({report.skipped} unreadable ones were skipped; the first: "
+        message += f"{report.reasons[0]})" if report.reasons else "see above)"
+    raise DataError(message)
 
 
 def compile_towers(space: Space) -> None:
@@ -352,6 +369,8 @@ def count_bad(run: Run, bad: list, skip_bad: bool) -> None:
     """A sample that failed to decode stops the run with its file and row, or is counted."""
     if bad and not skip_bad:
         raise bad[0].error()
+    if bad and run.first_skip is None:
+        run.first_skip = str(bad[0].error())
     run.skipped += len(bad)
 
 

@@ -161,8 +161,8 @@ def present_only(
 def require_terms(terms: dict[str, torch.Tensor], step: int) -> None:
     if not terms:
         raise TrainingError(
-            f"step {step}: no modality pair is present in the batch; "
-            "check objective.pairs against the data"
+            f"step {step}: no term of the objective applies to the batch (no pair of modalities "
+            "is held by two of its rows); check objective.pairs against the data"
         )
 
 
