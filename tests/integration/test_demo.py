@@ -29,11 +29,11 @@ def test_demo_runs_and_writes_metrics(tmp_path):
     saved = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert saved["metrics"] == result["metrics"]
     metrics = saved["metrics"]["in_domain"]
-    for key in ("image_top1", "audio_top1", "image_to_audio_p1", "audio_to_image_p1"):
+    for key in ("image_top1", "audio_top1", "image_to_audio_r1", "audio_to_image_r1"):
         assert 0.0 <= metrics[key] <= 1.0
     # what this small run learns (chance is 0.1): speech is bound to the text anchor (measured
     # 0.85 and 0.75); the stroke images, 20 a class for 2 epochs, are not yet (0.10)
-    assert metrics["audio_top1"] > 0.5 and metrics["audio_to_text_p1"] > 0.5
+    assert metrics["audio_top1"] > 0.5 and metrics["audio_to_text_r1"] > 0.5
     assert saved["reports"]["in-domain"]["retrieval"]["image->audio"]["emergent"] is True
     assert saved["reports"]["in-domain"]["retrieval"]["image->text"]["emergent"] is False
     assert saved["reports"]["in-domain"]["modalities"] == {"image": 540, "audio": 20, "text": 560}
@@ -44,7 +44,7 @@ def test_demo_runs_and_writes_metrics(tmp_path):
     assert set(saved["bars"]) == {
         "image zero-shot top-1 (held-out digits)",
         "audio zero-shot top-1 (held-out voices)",
-        "emergent image→audio P@1 (same digit)",
+        "emergent image→audio R@1 (match = same digit)",
     }
 
 

@@ -32,7 +32,7 @@ from anybind.space import load_space
 BARS = {
     "image zero-shot top-1 (held-out digits)": ("in_domain", "image_top1", 0.95),
     "audio zero-shot top-1 (held-out voices)": ("in_domain", "audio_top1", 0.85),
-    "emergent image→audio P@1 (same digit)": ("in_domain", "image_to_audio_p1", 0.70),
+    "emergent image→audio R@1 (match = same digit)": ("in_domain", "image_to_audio_r1", 0.70),
 }
 
 
@@ -58,7 +58,7 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
     out = {f"{m}_top1": r["top1"] for m, r in report["zero_shot"].items()}
     for pair, r in report["retrieval"].items():
         q, k = pair.split("->")
-        out[f"{q}_to_{k}_p1"] = r["R@1"]
+        out[f"{q}_to_{k}_r1"] = r["R@1"]
     return out
 
 
