@@ -45,6 +45,7 @@ class Case:
     says: tuple[str, ...] = ()  # what the message must hold (regular expressions)
     check: Callable[[Path], str | None] | None = None  # an extra check; returns a problem
     needs_mount: bool = False
+    cwd: str | None = None  # the folder (under the scratch one) the judged command runs in
     outputs: tuple[str, ...] = ("run", "run2", "adapter", "out")  # may change
 
 
@@ -168,7 +169,7 @@ def _bad_manifest_case(name: str, rows: list[dict[str, Any]], says: tuple[str, .
 
 
 def failed_run(root: Path) -> list[list[str]]:
-    cfg = write_config(root, **{"optim.lr": 1e38, "optim.grad_clip": 0.0})
+    cfg = write_config(root, **{"optim.lr": 100.0, "optim.grad_clip": None})
     return [train(cfg, root / "run"), ["eval", str(root / "run")]]
 
 
@@ -313,9 +314,19 @@ def torn_metrics(root: Path) -> list[list[str]]:
     metrics = root / "run" / "metrics.jsonl"
     metrics.write_text(metrics.read_text() + '{"step": 13, "lo')
     status = json.loads((root / "run" / "status.json").read_text())
-    status["state"] = "running"
+    status["state"] = "running"  # as a crash at step 12 would leave it, with step 8 kept last
     (root / "run" / "status.json").write_text(json.dumps(status))
+    (root / "run" / "checkpoints" / "latest").write_text("step-00000008")
     return [train(cfg, root / "run", "--resume")]
+
+
+def metrics_whole(root: Path) -> str | None:
+    lines = (root / "run" / "metrics.jsonl").read_text().splitlines()
+    try:
+        steps = [json.loads(line)["step"] for line in lines]
+    except ValueError:
+        return "metrics.jsonl still holds a torn line"
+    return None if steps[-1] == 12 else f"metrics.jsonl ends at step {steps[-1]}"
 
 
 def mounted(root: Path, name: str, options: str) -> Path | None:
@@ -458,22 +469,22 @@ CASES: list[Case] = [
     npz_case("zero-byte npz", {}, ("bad.npz",), raw=b""),
     audio_case(
         "audio sample_rate 0",
-        {"samples": [0.0] * 100, "sample_rate": 0},
+        {"waveform": [0.0] * 100, "sample_rate": 0},
         ("m.jsonl", "row 1", "sample_rate"),
     ),
     audio_case(
         "audio sample_rate -8000",
-        {"samples": [0.0] * 100, "sample_rate": -8000},
+        {"waveform": [0.0] * 100, "sample_rate": -8000},
         ("m.jsonl", "row 1", "sample_rate"),
     ),
     audio_case(
         "audio sample_rate not a number",
-        {"samples": [0.0] * 100, "sample_rate": "fast"},
+        {"waveform": [0.0] * 100, "sample_rate": "fast"},
         ("m.jsonl", "row 1", "sample_rate"),
     ),
     audio_case(
         "inline waveform of 1e30",
-        {"samples": [1e30] * 100, "sample_rate": 8000},
+        {"waveform": [1e30] * 100, "sample_rate": 8000},
         ("m.jsonl", "row 1"),
     ),
     Case("PNG decompression bomb", png_bomb, says=("bomb.png", "decompression bomb")),
@@ -488,7 +499,7 @@ CASES: list[Case] = [
     Case(
         "run config and weights disagree in shape",
         shape_mismatch,
-        says=("model.safetensors|shape",),
+        says=("weights do not fit the config",),
         outputs=("out",),
     ),
     Case("--shots 0", shots("0"), says=("--shots",)),
@@ -564,10 +575,13 @@ def snapshot(root: Path, outputs: tuple[str, ...]) -> dict[str, str]:
 
 
 def message_of(done: subprocess.CompletedProcess) -> str:
+    """The line a user reads: the error line (typer's usage errors sit inside a box), else the
+    first line of output."""
     text = (done.stderr + "\n" + done.stdout).strip()
-    errors = [line for line in text.splitlines() if line.startswith("error")]
-    lines = errors or [line for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:2])[:300]
+    lines = [re.sub(r"[\u2500-\u257f]+", " ", line).strip() for line in text.splitlines()]
+    lines = [" ".join(line.split()) for line in lines if line.strip(" ")]
+    wanted = [line for line in lines if line.startswith(("error", "Invalid value"))]
+    return " ".join((wanted or lines)[:1])[:300]
 
 
 def run_case(case: Case) -> Outcome:
@@ -581,7 +595,9 @@ def run_case(case: Case) -> Outcome:
         for command in commands[:-1]:
             anybind(command, root)
         before = snapshot(root, case.outputs + ("base",))
-        done = anybind(commands[-1], root)
+        workdir = root / case.cwd if case.cwd else root
+        workdir.mkdir(exist_ok=True)
+        done = anybind(commands[-1], workdir)
         after = snapshot(root, case.outputs + ("base",))
         message = message_of(done)
         output = done.stdout + done.stderr

@@ -24,13 +24,24 @@ def tiny_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
-@pytest.fixture
-def tiny_npz(tmp_path: Path) -> Path:
-    images, labels = tiny_images(96)
+def write_tiny(path: Path, n: int, seed: int = 0) -> Path:
+    images, labels = tiny_images(n, seed=seed)
     captions = np.array([f"a picture of {CLASS_NAMES[y]}" for y in labels])
-    path = tmp_path / "tiny.npz"
     np.savez(path, images=images, labels=labels, captions=captions)
     return path
+
+
+def heldout_of(npz: Path) -> Path:
+    """The held-out set beside a training file: other samples of the same task."""
+    return npz.with_name(f"{npz.stem}-heldout.npz")
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    """96 training samples, and 48 held-out ones beside them (`heldout_of`), which the tiny
+    config evaluates on: a training test never scores its own training file."""
+    write_tiny(heldout_of(tmp_path / "tiny.npz"), 48, seed=1)
+    return write_tiny(tmp_path / "tiny.npz", 96)
 
 
 def tiny_config(npz: Path, **changes: Any) -> dict[str, Any]:
@@ -65,7 +76,8 @@ def tiny_config(npz: Path, **changes: Any) -> dict[str, Any]:
             "eval": [
                 {
                     "type": "arrays",
-                    "path": str(npz),
+                    # held out when the file has its held-out set beside it (`tiny_npz`)
+                    "path": str(heldout_of(npz) if heldout_of(npz).is_file() else npz),
                     "keys": {"image": "images", "text": "captions"},
                 }
             ],

@@ -7,15 +7,19 @@ one. A crash at any moment leaves either the old or the new checkpoint, never a 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from anybind.errors import AnybindError
@@ -23,7 +27,33 @@ from anybind.errors import AnybindError
 WEIGHTS = "model.safetensors"
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A failed write names its file: an OSError gets the path it lacks, and torch.save's and
+    safetensors' own errors for a short write become the OSError they stand for (a full disk
+    when the folder has no room left)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except (RuntimeError, SafetensorError) as exc:
+        try:
+            full = shutil.disk_usage(path.parent).free < 1 << 20
+        except OSError:
+            full = False
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise OSError(errno.EIO, f"the write failed ({exc})", str(path)) from exc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with writing(path):
+        _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -47,7 +77,8 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp)
+        with writing(path):
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -75,11 +106,13 @@ def save_checkpoint(
     name = f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / WEIGHTS)
-        )
-        torch.save(optim_state, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+        weights = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+        with writing(tmp / WEIGHTS):
+            save_file(weights, str(tmp / WEIGHTS))
+        with writing(tmp / "optimizer.pt"):
+            torch.save(optim_state, tmp / "optimizer.pt")
+        with writing(tmp / "state.json"):
+            (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=2))
         final = root / name
         if final.exists():
             shutil.rmtree(final)

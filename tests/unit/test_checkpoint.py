@@ -89,3 +89,26 @@ def test_a_checkpoint_state_without_a_step_is_named(tmp_path, state, message):
     with pytest.raises(AnybindError, match="state.json") as err:
         ck.load_checkpoint(path)
     assert message in str(err.value)
+
+
+def test_a_failed_write_names_its_file_and_the_reason(tmp_path, monkeypatch) -> None:
+    """torch.save and safetensors report a short write (a full disk) as their own RuntimeError
+    without a path; the write helper turns it into the OSError it stands for, with the path."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from anybind.checkpoint import writing
+
+    target = tmp_path / "optimizer.pt"
+    with pytest.raises(OSError) as info, writing(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what f.write raises
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as info, writing(target):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+    assert info.value.errno == errno.EIO and info.value.filename == str(target)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(100, 100, 0))
+    with pytest.raises(OSError) as info, writing(target):
+        raise RuntimeError("unexpected pos 14080 vs 13972")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)

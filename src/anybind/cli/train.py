@@ -44,8 +44,9 @@ def train_command(
     if main_process() and summary.resumed_from == summary.steps:
         console.print(f"nothing to resume: {out} already finished {summary.steps} steps")
     elif main_process():
+        resumed = f" (resumed from step {summary.resumed_from})" if summary.resumed_from else ""
         console.print(
-            f"trained {summary.steps} steps ({summary.epochs:.1f} epochs) in "
+            f"trained {summary.steps} steps{resumed} ({summary.epochs:.1f} epochs) in "
             f"{summary.wall_s:.1f} s, {summary.samples_per_s:.0f} samples/s; final loss "
             f"{summary.final_loss:.4f}; skipped samples: {summary.skipped_samples}; "
             f"run folder: {out}",

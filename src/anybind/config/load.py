@@ -143,8 +143,12 @@ def _config_error(exc: ValidationError, file: str | None) -> ConfigError:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"not an option of {SECTION_TYPES[tag]} type '{tag}'" if tag else "unknown key"
-        if not key and ": " in msg and " " not in msg.split(": ", 1)[0]:
-            key, msg = msg.split(": ", 1)  # a cross-field check that names its key first
+        head, sep, rest = msg.partition(": ")
+        names_key = sep and head.replace(".", "").replace("_", "").isalnum()
+        # a check on a section that names its key first ("steps: expected a number"), or a
+        # cross-field check that names the whole dotted key ("objective.anchor: …")
+        if names_key and (not key or "." not in head):
+            key, msg = (f"{key}.{head}" if key and not head.startswith(key) else head), rest
         first_key = first_key or key or None
         lines.append(f"{key}: {msg}" if key else msg)
     return ConfigError("; ".join(lines), key=first_key, file=file)

@@ -267,7 +267,9 @@ class DataConfig(Strict):
 
 
 class OptimConfig(Strict):
-    lr: float = Field(1e-3, gt=0)
+    #: at most 100: an AdamW step is lr × O(1), and beyond about 1e38 its bias-corrected step
+    #: no longer fits a float32
+    lr: float = Field(1e-3, gt=0, le=100)
     weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = Field(50, ge=0)
@@ -416,6 +418,7 @@ def _nested(exc: ValidationError, prefix: str) -> str:
     for err in exc.errors():
         key = ".".join([prefix, *(str(p) for p in err["loc"])])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")
         parts.append(f"{key}: {msg}")
     return "; ".join(parts)
 
