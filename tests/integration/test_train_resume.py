@@ -163,6 +163,9 @@ def test_training_learns_the_tiny_task(tmp_path, tiny_npz):
     logged = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == 30 and "samples_per_s" in json.loads(logged[-1])
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+    ran_on = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert ran_on["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert ran_on["torch_threads"] == torch.get_num_threads()
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, tiny_npz):

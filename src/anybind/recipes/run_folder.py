@@ -81,3 +81,36 @@ class MetricsLog:
     def close(self) -> None:
         self.file.close()
         self.tb.close()
+
+
+#: the packages whose versions can move a run's numbers (kernels, resampling, tokenisers)
+ENVIRONMENT_PACKAGES = (
+    "torch", "numpy", "scipy", "transformers", "tokenizers", "safetensors", "soundfile",
+    "scikit-learn", "pillow", "peft", "espeakng-loader", "onnx",
+)  # fmt: skip
+
+
+def environment() -> dict[str, Any]:
+    """What the run ran on: Python, the package versions, threads and the device."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    }
+
+
+def write_environment(out: Path) -> None:
+    """environment.json in the run folder, so that two runs whose numbers differ can be told
+    apart by what they ran on."""
+    atomic_write_text(out / "environment.json", json.dumps(environment(), indent=2))

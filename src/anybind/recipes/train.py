@@ -57,6 +57,7 @@ from anybind.recipes.run_folder import (
     check_run_folder,
     load_training_state,
     training_state,
+    write_environment,
     write_summary,
 )
 from anybind.recipes.train_step import Aligner, augment, forward_backward, to_device
@@ -218,6 +219,7 @@ def setup(
         # resolved config + initial weights: the folder is a run from now on, not yet a usable one
         write_status(out, RunStatus("running"))
         save_space(space, out)
+        write_environment(out)
     n = len(data)
     batch_size = min(config.optim.batch_size, n)
     if batch_size < group.world:
