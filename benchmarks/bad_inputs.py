@@ -414,7 +414,12 @@ CASES: list[Case] = [
     ),
     validation_case("space.dim 0", "space.dim", **{"space.dim": 0}),
     validation_case(
-        "text max_chars 0", "max_bytes|max_chars", **{"modalities.text.encoder.max_bytes": 0}
+        "text max_chars 0",
+        "modalities.text.options.max_chars",
+        **{"modalities.text.options": {"max_chars": 0}},
+    ),
+    validation_case(
+        "text encoder max_bytes 0", "max_bytes", **{"modalities.text.encoder.max_bytes": 0}
     ),
     validation_case(
         "duplicate class_names",

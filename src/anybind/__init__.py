@@ -12,8 +12,10 @@ __all__ = [
     "Run",
     "TrainingError",
     "adapt_run",
+    "embed",
     "load_adapted",
     "load_run",
+    "search",
     "train",
 ]
 
@@ -21,7 +23,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The API pulls in transformers; import it on first use so that `import anybind.objectives`
     # (e.g. in torchrun workers) stays light.
-    if name in ("Run", "load_run", "train", "adapt_run", "load_adapted"):
+    if name in ("Run", "load_run", "train", "adapt_run", "load_adapted", "embed", "search"):
         from anybind import api
 
         return getattr(api, name)

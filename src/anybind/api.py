@@ -22,7 +22,8 @@ from anybind.config import Config, load_config
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import RecordDataset
-from anybind.errors import DataError
+from anybind.data.shards.stream import ShardSet
+from anybind.errors import AnybindError, DataError
 from anybind.recipes.train import TrainSummary
 from anybind.recipes.train import train as _train
 from anybind.space import Space, load_space
@@ -177,3 +178,110 @@ def load_adapted(adapt_dir: str | Path, run_dir: str | Path | None = None) -> Ru
     run.config = space.config
     run.adaptation = adaptation  # type: ignore[attr-defined]
     return run
+
+
+def _space_for(run_dir: str | Path, adapter: str | Path | None, device: str) -> Space:
+    if adapter is None:
+        return load_space(run_dir, device=device)
+    from anybind.adapt.store import load_adapted as _load_adapted
+
+    return _load_adapted(adapter, run_dir, device=device)[0]
+
+
+def embed(
+    run_dir: str | Path,
+    data: Sequence[str | Source],
+    out: str | Path,
+    *,
+    modality: str | None = None,
+    pattern: str = r"^(?P<label>[^_]+)_",
+    keys: Sequence[str] = (),
+    preprocess: str = "none",
+    batch_size: int = 256,
+    part_size: int = 10_000,
+    dtype: str = "float16",
+    device: str = "cpu",
+    adapter: str | Path | None = None,
+    workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`anybind embed` as a function: embed every sample of `data` (source specs or typed
+    sources) into `out`; the manifest (empty on ranks other than 0 under torchrun)."""
+    from anybind.recipes.distributed import join_process_group
+    from anybind.recipes.embed import EmbedSettings, embed_collection
+    from anybind.recipes.source_specs import parse_sources
+
+    specs = [d for d in data if isinstance(d, str)]
+    sources = parse_sources(
+        specs, modality=modality, pattern=pattern, keys=list(keys), preprocess=preprocess
+    ) + [d for d in data if not isinstance(d, str)]
+    space = _space_for(run_dir, adapter, device)
+    group = join_process_group(next(space.parameters()).device)
+    from anybind.recipes.data import build_dataset
+
+    dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress,
+                               cache="none")  # fmt: skip
+    if isinstance(dataset, ShardSet):
+        group.close()
+        raise AnybindError("embedding shards directly is not supported yet: embed the sources")
+    settings = EmbedSettings(batch_size, part_size, dtype, workers, skip_bad, progress)
+    try:
+        return embed_collection(
+            space, dataset, Path(out), settings, run_dir=Path(run_dir),
+            adapter=Path(adapter) if adapter else None, group=group,
+        )  # fmt: skip
+    finally:
+        group.close()
+
+
+def search(
+    run_dir: str | Path,
+    index: str | Path,
+    *,
+    text: Sequence[str] = (),
+    files: Sequence[str | Path] = (),
+    to: str,
+    k: int = 10,
+    adapter: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """`anybind search` as a function: the k nearest items of modality `to` for each query
+    (texts, and files of any modality the space has); one result per query, in order."""
+    from anybind.checkpoint import WEIGHTS
+    from anybind.recipes.embed import file_sha256
+    from anybind.search.engine import Searcher
+
+    space = _space_for(run_dir, adapter, "cpu")
+    searcher = Searcher.open(space, index, weights_sha256=file_sha256(Path(run_dir) / WEIGHTS))
+    queries: list[tuple[str, str, Any]] = [("text", t, t) for t in text]
+    queries += [(_file_modality(space, Path(f)), str(f), str(f)) for f in files]
+    if not queries:
+        raise AnybindError("no query: pass --text or --file")
+    results = []
+    for modality in dict.fromkeys(m for m, _, _ in queries):  # one forward pass per modality
+        batch = [(shown, value) for m, shown, value in queries if m == modality]
+        vectors = searcher.embed(_tower_of(space, modality), [v for _, v in batch])
+        for (shown, _), hits in zip(batch, searcher.search(vectors, to, k), strict=True):
+            results.append({"query": shown, "modality": modality,
+                            "hits": [h.as_dict() for h in hits]})  # fmt: skip
+    order = {shown: i for i, (_, shown, _) in enumerate(queries)}
+    return sorted(results, key=lambda r: order[r["query"]])
+
+
+def _tower_of(space: Space, kind: str) -> str:
+    """The tower whose modality is `kind` (towers are named by the config, kinds by the
+    registry)."""
+    for name, tower in space.towers.items():
+        if tower.modality.name == kind or name == kind:
+            return name
+    raise AnybindError(f"the space has no {kind} tower (it has {', '.join(space.towers)})")
+
+
+def _file_modality(space: Space, path: Path) -> str:
+    """The space's modality whose files have this suffix."""
+    if not path.is_file():
+        raise AnybindError(f"query file not found: {path}")
+    for name, tower in space.towers.items():
+        if path.suffix.lower() in tower.modality.file_suffixes:
+            return name
+    raise AnybindError(f"{path}: no modality of the space reads '{path.suffix}' files")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from conftest import tiny_config
+from conftest import heldout_of, tiny_config
 from typer.testing import CliRunner
 
 from anybind.cli.main import app
@@ -74,7 +74,7 @@ def test_eval_writes_a_json_report(tmp_path, tiny_npz):
             "eval",
             str(run),
             "--data",
-            str(tiny_npz),
+            str(heldout_of(tiny_npz)),
             "--keys",
             "image=images",
             "--keys",
@@ -86,18 +86,18 @@ def test_eval_writes_a_json_report(tmp_path, tiny_npz):
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["samples"] == 96
+    assert report["samples"] == 48
     assert set(report["retrieval"]) == {"image->text", "text->image"}
     assert set(report["zero_shot"]) == {"image"}
     # the CLI reports what the library computes on the same data (the config's eval source is
-    # the same file with the same keys)
+    # the same held-out file with the same keys)
     from anybind.api import load_run
 
     expected = load_run(run).evaluate()
     assert report["zero_shot"]["image"]["top1"] == expected["zero_shot"]["image"]["top1"]
     assert report["zero_shot"]["image"]["confusion"] == expected["zero_shot"]["image"]["confusion"]
     assert report["retrieval"]["image->text"] == expected["retrieval"]["image->text"]
-    assert sum(map(sum, report["zero_shot"]["image"]["confusion"])) == 96
+    assert sum(map(sum, report["zero_shot"]["image"]["confusion"])) == 48
     assert "image|text" in report["geometry"]["modality_gap"]
     missing = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "not a run folder" in missing.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from anybind.cli import adapt, demo, evaluate, repro, shard, train
+from anybind.cli import adapt, demo, evaluate, repro, shard, train, use
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,6 +39,9 @@ app.command("eval")(evaluate.eval_command)
 app.command("adapt")(adapt.adapt_command)
 app.command("adapt-table")(adapt.adapt_table_command)
 app.command("demo")(demo.demo_command)
+app.command("embed")(use.embed_command)
+app.command("index")(use.index_command)
+app.command("search")(use.search_command)
 app.add_typer(repro.app, name="repro")
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Sample ids are unique in a data set: adapters record which samples they saw by id, embedding
 tables and search results name samples by id. Within one source a repeated id is a data error
 naming both rows; across sources (whose default ids — row numbers, relative paths — collide
-naturally) each source's ids are qualified with the source, `SOURCE#ID`, when any collide."""
+naturally) each source's ids are qualified with the source, `SOURCE#ID` (`SOURCE[k]#ID` for the
+k-th of several sources reading one file), when any collide."""
 
 from __future__ import annotations
 
@@ -37,11 +38,10 @@ def combine_sources(groups: Sequence[tuple[str, list[RawRecord]]]) -> list[RawRe
         for record in records
     )
     names = [name for name, _ in groups]
-    if collide and len(set(names)) != len(names):
-        repeated = next(n for n in names if names.count(n) > 1)
-        raise DataError(f"the source '{repeated}' is listed twice", path=repeated)
+    # one file read twice (say, with other keys) is two sources: their position tells them apart
+    names = [f"{n}[{k}]" if names.count(n) > 1 else n for k, n in enumerate(names)]
     combined: list[RawRecord] = []
-    for name, records in groups:
+    for name, (_, records) in zip(names, groups, strict=True):
         for record in records:
             if collide:
                 record.id = f"{name}#{record.id}"

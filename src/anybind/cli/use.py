@@ -1,0 +1,99 @@
+"""`anybind embed`, `index`, `search`: put a collection into a space and query it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from anybind.cli.common import console, friendly_errors
+
+
+@friendly_errors
+def embed_command(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `anybind train`."),
+    data: list[str] = typer.Option(
+        ..., "--data", help="The collection: a manifest, an .npz, a folder, a YAML, digits:test."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder to write the embeddings into."),
+    modality: str = typer.Option(None, "--modality", help="Modality of a folder's files."),
+    pattern: str = typer.Option(r"^(?P<label>[^_]+)_", "--pattern", help="Label regex (folder)."),
+    keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array."),
+    preprocess: str = typer.Option("none", "--preprocess", help="none or mnist_to_uci."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Samples per forward pass."),
+    part_size: int = typer.Option(10_000, "--part-size", min=1, help="Samples per shard."),
+    dtype: str = typer.Option("float16", "--dtype", help="float16 or float32."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, …"),
+    adapter: Path = typer.Option(None, "--adapter", help="Embed with this adapter applied."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Embed every sample of a collection, every modality it holds, into resumable shards."""
+    from anybind.api import embed
+
+    manifest = embed(
+        run_dir, data, out, modality=modality, pattern=pattern, keys=keys or [],
+        preprocess=preprocess, batch_size=batch_size, part_size=part_size, dtype=dtype,
+        device=device, adapter=adapter, workers=workers, skip_bad=skip_bad, progress=not quiet,
+    )  # fmt: skip
+    if manifest:
+        counts = ", ".join(f"{n} {m}" for m, n in manifest["counts"].items())
+        console.print(f"embedded {counts} into {out} ({manifest['skipped']} skipped)")
+
+
+@friendly_errors
+def index_command(
+    emb_dir: Path = typer.Argument(..., help="A folder made by `anybind embed`."),
+    kind: str = typer.Option("flat", "--kind", help="flat (exact), ivf or hnsw."),
+    metric: str = typer.Option("ip", "--metric", help="ip (inner product = cosine)."),
+    nlist: int = typer.Option(None, "--nlist", min=1, help="ivf: lists (default ≈ 4·√N)."),
+    nprobe: int = typer.Option(None, "--nprobe", min=1, help="ivf: lists searched."),
+    m: int = typer.Option(None, "--m", min=2, help="hnsw: links per node (default 32)."),
+    ef_search: int = typer.Option(None, "--ef-search", min=1, help="hnsw: efSearch (64)."),
+) -> None:
+    """Build one FAISS index per modality beside the shards, with its measured recall."""
+    from anybind.errors import ConfigError
+    from anybind.recipes.index import index_collection
+    from anybind.search.index import IndexParams
+
+    if metric != "ip":
+        raise ConfigError("only --metric ip (cosine on unit vectors) is supported", key="--metric")
+    params = IndexParams(kind, nlist=nlist, nprobe=nprobe, m=m, ef_search=ef_search)
+    for name, info in index_collection(emb_dir, params).items():
+        console.print(
+            f"{name}: {info['kind']} over {info['vectors']} vectors in {info['build_seconds']} s,"
+            f" recall@10 {info['recall_at_10']:.3f} ({json.dumps(info['params'])})"
+        )
+
+
+@friendly_errors
+def search_command(
+    run_dir: Path = typer.Argument(..., help="The run the collection was embedded with."),
+    index: Path = typer.Option(..., "--index", help="A folder made by `anybind embed`/`index`."),
+    text: list[str] = typer.Option(None, "--text", help="A text query (repeatable)."),
+    files: list[Path] = typer.Option(
+        None, "--file", help="A query file: image, audio… (repeatable)."
+    ),
+    to: str = typer.Option(..., "--to", help="The modality to search."),
+    k: int = typer.Option(10, "-k", min=1, max=1000, help="Results per query."),
+    adapter: Path = typer.Option(None, "--adapter", help="Query with this adapter applied."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Search any modality of an embedded collection with text or files of any modality."""
+    from anybind.api import search
+
+    results = search(run_dir, index, text=text or [], files=files or [], to=to, k=k,
+                     adapter=adapter)  # fmt: skip
+    if json_out:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        console.print(f"[bold]{result['query']}[/] → {to}", highlight=False)
+        for rank, hit in enumerate(result["hits"], start=1):
+            where = hit["path"] or hit["id"]
+            label = f" ({hit['class']})" if hit["class"] else ""
+            console.print(f"  {rank:>3}. {hit['score']:.4f} {escape(str(where))}{escape(label)}",
+                          highlight=False)  # fmt: skip

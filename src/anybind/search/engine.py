@@ -1,0 +1,96 @@
+"""Any-to-any search: queries of any modality embedded by the space, answered from the index of
+any modality of an embedded collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anybind.errors import AnybindError
+from anybind.search.index import load_index
+from anybind.search.store import EmbeddedCollection
+from anybind.space import Space
+
+MAX_K = 1000
+
+
+@dataclass
+class Hit:
+    id: str
+    path: str | None
+    label: int
+    class_name: str | None
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "label": self.label,
+                "class": self.class_name, "score": self.score}  # fmt: skip
+
+
+@dataclass
+class Searcher:
+    """A space and the indexes of one embedded collection made with it."""
+
+    space: Space
+    collection: EmbeddedCollection
+    _indexes: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, space: Space, root: str | Path, *, weights_sha256: str | None = None) -> Searcher:
+        collection = EmbeddedCollection.open(root)
+        made_with = collection.manifest.get("weights_sha256")
+        if weights_sha256 is not None and made_with != weights_sha256:
+            raise AnybindError(
+                f"{root} was embedded with other weights than this run's (SHA-256 mismatch): "
+                "embed the collection again with this run"
+            )
+        return cls(space, collection)
+
+    def index(self, modality: str) -> tuple[Any, Any]:
+        if modality not in self._indexes:
+            rows = self.collection.modality(modality).table
+            self._indexes[modality] = (load_index(self.collection.root, modality)[0], rows)
+        return self._indexes[modality]
+
+    @torch.no_grad()
+    def embed(self, modality: str, values: list[Any]) -> np.ndarray:
+        """(Q, D) unit-norm float32 embeddings of raw query values (strings, file paths, arrays)
+        of `modality`, decoded and preprocessed as the space's training data was."""
+        if modality not in self.space.towers:
+            known = ", ".join(self.space.towers)
+            raise AnybindError(f"the space has no '{modality}' tower (it has {known})")
+        if not values:
+            raise AnybindError("no query given")
+        tower = self.space.towers[modality]
+        decoded = [tower.modality.load(v) for v in values]
+        batch = tower.modality.collate(decoded)
+        emb = torch.nn.functional.normalize(tower(batch).float(), dim=-1)
+        return emb.cpu().numpy()
+
+    def search(self, queries: np.ndarray, to: str, k: int = 10) -> list[list[Hit]]:
+        """The k nearest items of modality `to` for each query vector, best first."""
+        if not 1 <= k <= MAX_K:
+            raise AnybindError(f"k must be between 1 and {MAX_K}, not {k}")
+        index, table = self.index(to)
+        scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        columns = {c: table.column(c).to_pylist() for c in ("id", "path", "label", "class")}
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            results.append(
+                [
+                    Hit(
+                        columns["id"][i],
+                        columns["path"][i],
+                        int(columns["label"][i]),
+                        columns["class"][i],
+                        float(s),
+                    )  # fmt: skip
+                    for s, i in zip(row_scores, row_ids, strict=True)
+                    if i >= 0
+                ]
+            )
+        return results
