@@ -247,8 +247,7 @@ def search(
 ) -> list[dict[str, Any]]:
     """`anybind search` as a function: the k nearest items of modality `to` for each query
     (texts, and files of any modality the space has); one result per query, in order."""
-    from anybind.checkpoint import WEIGHTS
-    from anybind.recipes.embed import file_sha256
+    from anybind.checkpoint import WEIGHTS, file_sha256
     from anybind.search.engine import Searcher
 
     space = _space_for(run_dir, adapter, "cpu")

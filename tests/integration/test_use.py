@@ -173,3 +173,34 @@ def test_the_cli_embeds_indexes_and_searches(trained, tmp_path) -> None:
         app, ["search", str(run), "--index", str(emb), "--text", "x", "--to", "audio"]
     )
     assert done.exit_code == 2 and "holds no 'audio' embeddings" in done.output
+
+
+@pytest.mark.slow
+def test_two_ranks_embed_the_same_collection_and_search_finds_the_same(trained, tmp_path) -> None:
+    """Under torchrun each rank embeds its own parts; the merged collection is the one-process
+    collection, so an index over it answers the same."""
+    import sys
+
+    from torchrun_launch import torchrun
+
+    run, data = trained
+    one = tmp_path / "one"
+    embed(run, [str(data)], one, keys=KEYS, part_size=10)
+    anybind = Path(sys.executable).with_name("anybind")
+    args = [str(anybind), "embed", str(run), "--data", str(data), "--out", str(tmp_path / "two"),
+            "--part-size", "10", "--quiet", "--keys", KEYS[0], "--keys", KEYS[1]]  # fmt: skip
+    done = torchrun(args, world=2, timeout_s=240, no_python=True)
+    assert done.returncode == 0, done.stdout[-4000:]
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert {p["rank"] for p in manifest["parts"].values()} == {0, 1}
+    assert manifest["counts"] == {"image": 48, "text": 48}
+    for name in ("image", "text"):
+        a = EmbeddedCollection.open(one).modality(name)
+        b = EmbeddedCollection.open(tmp_path / "two").modality(name)
+        np.testing.assert_array_equal(a.vectors, b.vectors)
+        assert a.table.equals(b.table)
+    results = []
+    for root in (one, tmp_path / "two"):
+        index_collection(root, IndexParams("flat"))
+        results.append(search(run, root, text=["a picture of one"], to="image", k=10))
+    assert results[0] == results[1]

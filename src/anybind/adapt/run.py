@@ -21,9 +21,9 @@ from anybind.adapt import build_method
 from anybind.adapt.base import Adaptation, AdaptContext, make_context
 from anybind.adapt.features import embed_inputs
 from anybind.adapt.protocols import adapt_eval_split, few_shot_indices, ids_digest
-from anybind.adapt.store import file_sha256, save_adaptation
+from anybind.adapt.store import save_adaptation
 from anybind.adapt.views import UnlabelledView, modality_tensor, subset
-from anybind.checkpoint import WEIGHTS
+from anybind.checkpoint import WEIGHTS, file_sha256
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
 from anybind.evaluate.zero_shot import zero_shot

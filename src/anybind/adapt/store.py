@@ -11,7 +11,6 @@ returns the adapted space with its `Adaptation`. Writes are atomic; reads never 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,13 @@ from typing import Any
 import torch
 
 from anybind.adapt.base import Adaptation, make_context
-from anybind.checkpoint import WEIGHTS, atomic_write_text, load_weights, save_weights
+from anybind.checkpoint import (
+    WEIGHTS,
+    atomic_write_text,
+    file_sha256,
+    load_weights,
+    save_weights,
+)
 from anybind.errors import AnybindError
 from anybind.space import Space, load_space
 
@@ -38,14 +43,6 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 #: ids of the samples the adapter was made on, one per line (left out of `anybind eval --adapter`)
 ADAPT_IDS = "adapt_ids.txt"
 TENSORS = "adapter.safetensors"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def adaptation_tensors(adaptation: Adaptation) -> dict[str, torch.Tensor]:

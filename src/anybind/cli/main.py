@@ -42,6 +42,7 @@ app.command("demo")(demo.demo_command)
 app.command("embed")(use.embed_command)
 app.command("index")(use.index_command)
 app.command("search")(use.search_command)
+app.command("serve")(use.serve_command)
 app.add_typer(repro.app, name="repro")
 
 if __name__ == "__main__":

@@ -97,3 +97,41 @@ def search_command(
             label = f" ({hit['class']})" if hit["class"] else ""
             console.print(f"  {rank:>3}. {hit['score']:.4f} {escape(str(where))}{escape(label)}",
                           highlight=False)  # fmt: skip
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@friendly_errors
+def serve_command(
+    run_dir: Path = typer.Argument(..., help="The run the collection was embedded with."),
+    index: Path = typer.Option(..., "--index", help="A folder made by `anybind embed`/`index`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    api_key_file: Path = typer.Option(
+        None, "--api-key-file", help="A file holding the bearer token clients must send."
+    ),
+    adapter: Path = typer.Option(None, "--adapter", help="Serve with this adapter applied."),
+    max_k: int = typer.Option(100, "--max-k", min=1, max=1000, help="Largest k a request gets."),
+) -> None:
+    """Serve search and embedding over HTTP, with a web page at /."""
+    import uvicorn
+
+    from anybind.errors import ConfigError
+    from anybind.serve.app import Limits
+    from anybind.serve.run import build_app
+
+    key = None
+    if api_key_file is not None:
+        key = api_key_file.read_text(encoding="utf-8").strip()
+        if len(key) < 16:
+            raise ConfigError("the API key must be at least 16 characters", key="--api-key-file")
+    if host not in LOOPBACK and key is None:
+        raise ConfigError(
+            f"--host {host} exposes the service beyond this machine: pass --api-key-file "
+            "(a bearer token clients must send), or bind 127.0.0.1",
+            key="--host",
+        )
+    app = build_app(run_dir, index, adapter=adapter, limits=Limits(max_k=max_k), api_key=key)
+    console.print(f"serving {index} on http://{host}:{port}/ (docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

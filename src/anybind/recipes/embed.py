@@ -10,7 +10,6 @@ manifest once every part is done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler
 
-from anybind.checkpoint import WEIGHTS, atomic_write_text
+from anybind.checkpoint import WEIGHTS, atomic_write_text, file_sha256
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import BadSample, RecordDataset
 from anybind.data.loader import LoaderSettings, batches, make_loader
@@ -41,14 +40,6 @@ class EmbedSettings:
     workers: int = 0
     skip_bad: bool = False
     progress: bool = True
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def embed_collection(

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from anybind.errors import AnybindError
+from anybind.modalities.base import EncodedFile
 from anybind.search.index import load_index
 from anybind.search.store import EmbeddedCollection
 from anybind.space import Space
@@ -37,7 +38,7 @@ class Searcher:
 
     space: Space
     collection: EmbeddedCollection
-    _indexes: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+    _indexes: dict[str, tuple[Any, dict[str, list[Any]]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, space: Space, root: str | Path, *, weights_sha256: str | None = None) -> Searcher:
@@ -50,34 +51,45 @@ class Searcher:
             )
         return cls(space, collection)
 
-    def index(self, modality: str) -> tuple[Any, Any]:
+    def index(self, modality: str) -> tuple[Any, dict[str, list[Any]]]:
+        """The FAISS index of `modality` and its metadata columns (read once)."""
         if modality not in self._indexes:
-            rows = self.collection.modality(modality).table
-            self._indexes[modality] = (load_index(self.collection.root, modality)[0], rows)
+            table = self.collection.modality(modality).table
+            columns = {c: table.column(c).to_pylist() for c in ("id", "path", "label", "class")}
+            self._indexes[modality] = (load_index(self.collection.root, modality)[0], columns)
         return self._indexes[modality]
 
-    @torch.no_grad()
-    def embed(self, modality: str, values: list[Any]) -> np.ndarray:
-        """(Q, D) unit-norm float32 embeddings of raw query values (strings, file paths, arrays)
-        of `modality`, decoded and preprocessed as the space's training data was."""
+    def tower(self, modality: str) -> Any:
         if modality not in self.space.towers:
             known = ", ".join(self.space.towers)
             raise AnybindError(f"the space has no '{modality}' tower (it has {known})")
+        return self.space.towers[modality]
+
+    def decode(self, modality: str, raw: Any) -> Any:
+        """One raw query value (a string, a file path, an uploaded file, an array) decoded and
+        preprocessed as the space's training data was; a DataError names what is wrong."""
+        source = f"the upload {raw.name}" if isinstance(raw, EncodedFile) else "the query"
+        return self.tower(modality).modality.load(raw, source=source)
+
+    @torch.no_grad()
+    def embed_decoded(self, modality: str, decoded: list[Any]) -> np.ndarray:
+        """(Q, D) unit-norm float32 embeddings of decoded values, in one forward pass."""
+        tower = self.tower(modality)
+        emb = torch.nn.functional.normalize(tower(tower.modality.collate(decoded)).float(), dim=-1)
+        return emb.cpu().numpy()
+
+    def embed(self, modality: str, values: list[Any]) -> np.ndarray:
+        """(Q, D) unit-norm float32 embeddings of raw query values of `modality`."""
         if not values:
             raise AnybindError("no query given")
-        tower = self.space.towers[modality]
-        decoded = [tower.modality.load(v) for v in values]
-        batch = tower.modality.collate(decoded)
-        emb = torch.nn.functional.normalize(tower(batch).float(), dim=-1)
-        return emb.cpu().numpy()
+        return self.embed_decoded(modality, [self.decode(modality, v) for v in values])
 
     def search(self, queries: np.ndarray, to: str, k: int = 10) -> list[list[Hit]]:
         """The k nearest items of modality `to` for each query vector, best first."""
         if not 1 <= k <= MAX_K:
             raise AnybindError(f"k must be between 1 and {MAX_K}, not {k}")
-        index, table = self.index(to)
+        index, columns = self.index(to)
         scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        columns = {c: table.column(c).to_pylist() for c in ("id", "path", "label", "class")}
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
             results.append(

@@ -1,0 +1,249 @@
+"""The HTTP service over a space and an indexed collection (`anybind serve`).
+
+    GET  /                the web page (anybind.serve.page)
+    GET  /health          status, modalities, counts
+    POST /embed           {"modality": "text", "inputs": ["…"]} or a multipart file → vectors
+    POST /search          {"text": "…", "to": ["image"], "k": 10} or a multipart file → hits
+    GET  /items/{id}      the stored file of an item (`?modality=` when several hold the id)
+    GET  /docs, /openapi.json
+
+Every bad request is a 4xx with a message: unknown modality, undecodable upload, empty or huge
+text, a wrong content type, an oversize body, k or batch out of range. With an API key every
+route but the page and /health needs `Authorization: Bearer KEY`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from anybind.errors import AnybindError
+from anybind.modalities.base import EncodedFile
+from anybind.search.engine import Searcher
+from anybind.serve.batcher import Batcher
+from anybind.serve.page import PAGE
+
+
+@dataclass
+class Limits:
+    max_k: int = 100
+    max_batch: int = 64
+    max_text_chars: int = 2000
+    max_body_bytes: int = 10 * 1024 * 1024
+    window_s: float = 0.005
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    modality: str = "text"
+    inputs: list[str] = Field(min_length=1)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | list[str]
+    to: str | list[str] | None = None
+    k: int = 10
+
+
+def create_app(
+    searcher: Searcher, limits: Limits | None = None, api_key: str | None = None
+) -> FastAPI:
+    limits = limits or Limits()
+    batcher = Batcher(searcher.embed_decoded, searcher.decode, limits.window_s, limits.max_batch)
+    targets = searcher.collection.modalities
+    items = _item_paths(searcher)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # noqa: ANN202
+        for name in targets:
+            searcher.index(name)  # load every index before the first request
+        yield
+        await batcher.close()
+
+    app = FastAPI(title="anybind", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):  # noqa: ANN001, ANN202
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
+            return _error(413, f"the request body is over {limits.max_body_bytes} bytes")
+        open_route = request.url.path in ("/", "/health")
+        if api_key and not open_route and not _authorised(request, api_key):
+            return _error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+        try:
+            return await call_next(request)
+        except AnybindError as exc:
+            return _error(422, str(exc))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "modalities": list(searcher.space.towers), "targets": targets,
+                "counts": searcher.collection.manifest["counts"]}  # fmt: skip
+
+    @app.post("/embed")
+    async def embed(request: Request) -> dict[str, Any]:
+        modality, inputs = await _inputs(request, searcher, limits, EmbedRequest)
+        vectors = await _submit(batcher, modality, inputs)
+        return {"modality": modality, "embeddings": vectors.tolist()}
+
+    @app.post("/search")
+    async def search(request: Request) -> dict[str, Any]:
+        modality, inputs, to, k = await _search_inputs(request, searcher, limits, targets)
+        vectors = await _submit(batcher, modality, inputs)
+        results = []
+        for i, value in enumerate(inputs):
+            shown = value if isinstance(value, str) else value.name
+            per = {t: [h.as_dict() for h in searcher.search(vectors[i : i + 1], t, k)[0]]
+                   for t in to}  # fmt: skip
+            for hits in per.values():
+                for h in hits:
+                    h["url"] = f"/items/{h['id']}" if h["path"] else None
+            results.append({"query": shown, "modality": modality, "results": per})
+        return {"results": results}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str, modality: str | None = None) -> FileResponse:
+        found = {m: p for m, p in items.get(item_id, {}).items() if modality in (None, m)}
+        if not found:
+            raise HTTPException(404, f"no stored file for item '{item_id}'")
+        if len(found) > 1:
+            raise HTTPException(400, f"item '{item_id}' has files in {sorted(found)}: ?modality=")
+        path = Path(next(iter(found.values())))
+        if not path.is_file():
+            raise HTTPException(404, f"the file of item '{item_id}' is gone")
+        return FileResponse(path)
+
+    return app
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _authorised(request: Request, key: str) -> bool:
+    given = request.headers.get("authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given[7:], key)
+
+
+async def _submit(batcher: Batcher, modality: str, inputs: list[Any]) -> np.ndarray:
+    try:
+        return await batcher.submit(modality, inputs)
+    except AnybindError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _item_paths(searcher: Searcher) -> dict[str, dict[str, str]]:
+    """id → modality → stored file, from the collection's tables (only these are served)."""
+    out: dict[str, dict[str, str]] = {}
+    for name in searcher.collection.modalities:
+        table = searcher.collection.modality(name).table
+        for i, p in zip(table.column("id").to_pylist(), table.column("path").to_pylist(),
+                        strict=True):  # fmt: skip
+            if p:
+                out.setdefault(i, {})[name] = p
+    return out
+
+
+def _check_modality(searcher: Searcher, modality: str) -> str:
+    if modality not in searcher.space.towers:
+        raise HTTPException(422, f"unknown modality '{modality}' (the space has "
+                                 f"{', '.join(searcher.space.towers)})")  # fmt: skip
+    return modality
+
+
+def _check_texts(texts: list[str], limits: Limits) -> list[str]:
+    if not 1 <= len(texts) <= limits.max_batch:
+        raise HTTPException(422, f"send 1 to {limits.max_batch} inputs, not {len(texts)}")
+    for t in texts:
+        if not t.strip():
+            raise HTTPException(422, "an empty text is not a query")
+        if len(t) > limits.max_text_chars:
+            raise HTTPException(413, f"a text is over {limits.max_text_chars} characters")
+    return texts
+
+
+async def _upload(request: Request, searcher: Searcher) -> tuple[str, EncodedFile, Any]:
+    """The uploaded file, the modality that reads its suffix, and the other form fields."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise HTTPException(422, "a multipart request needs a 'file' field")
+    name = upload.filename or "upload"
+    data = await upload.read()
+    if not data:
+        raise HTTPException(422, f"the uploaded file '{name}' is empty")
+    file = EncodedFile(data, name)
+    for modality, tower in searcher.space.towers.items():
+        if file.suffix in tower.modality.file_suffixes:
+            return modality, file, form
+    raise HTTPException(415, f"no modality of the space reads '{file.suffix or name}' files")
+
+
+async def _inputs(
+    request: Request, searcher: Searcher, limits: Limits, model: type
+) -> tuple[str, list]:
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        modality, file, _ = await _upload(request, searcher)
+        return modality, [file]
+    body = await _json(request, model)
+    return _check_modality(searcher, body.modality), _check_texts(body.inputs, limits)
+
+
+async def _search_inputs(
+    request: Request, searcher: Searcher, limits: Limits, targets: list[str]
+) -> tuple[str, list, list[str], int]:
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        modality, file, form = await _upload(request, searcher)
+        inputs: list[Any] = [file]
+        to_raw, k_raw = form.get("to"), form.get("k", "10")
+        to = [str(to_raw)] if to_raw else list(targets)
+        if not isinstance(k_raw, str) or not k_raw.strip().lstrip("-").isdigit():
+            raise HTTPException(422, f"k must be a whole number, not {k_raw!r}")
+        k = int(k_raw)
+    else:
+        body = await _json(request, SearchRequest)
+        texts = [body.text] if isinstance(body.text, str) else body.text
+        modality, inputs = _tower_for_text(searcher), _check_texts(texts, limits)
+        to = [body.to] if isinstance(body.to, str) else list(body.to or targets)
+        k = body.k
+    unknown = [t for t in to if t not in targets]
+    if unknown or not to:
+        raise HTTPException(422, f"cannot search {unknown or to}: the index holds {targets}")
+    if not 1 <= k <= limits.max_k:
+        raise HTTPException(422, f"k must be between 1 and {limits.max_k}, not {k}")
+    return modality, inputs, to, k
+
+
+def _tower_for_text(searcher: Searcher) -> str:
+    for name, tower in searcher.space.towers.items():
+        if tower.modality.name == "text":
+            return name
+    raise HTTPException(422, "the space has no text tower: search with a file")
+
+
+async def _json(request: Request, model: type) -> Any:
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith("application/json"):
+        raise HTTPException(415, "send application/json (or multipart/form-data with a file)")
+    try:
+        return model.model_validate_json(await request.body())
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc), "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise HTTPException(422, f"{where + ': ' if where else ''}{first['msg']}") from None
