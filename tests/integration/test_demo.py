@@ -37,6 +37,10 @@ def test_demo_runs_and_writes_metrics(tmp_path):
     assert saved["reports"]["in-domain"]["retrieval"]["image->audio"]["emergent"] is True
     assert saved["reports"]["in-domain"]["retrieval"]["image->text"]["emergent"] is False
     assert saved["reports"]["in-domain"]["modalities"] == {"image": 540, "audio": 20, "text": 560}
+    # the HTML report is written beside the metrics, and its path is printed
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert f"{tmp_path / 'demo' / 'report.html'}" in text.replace("\n", "")
+    assert 'data-plot="retrieval"' in page and 'data-plot="confusion-image"' in page
     if find_shared_data() is not None:  # CI and developer machines have ../shared/data
         real = saved["reports"]["real"]
         assert real["modalities"] == {"image": 5000, "audio": 2000}

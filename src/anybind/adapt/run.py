@@ -10,6 +10,7 @@ the adapted space are scored on the evaluation part, which no method ever sees.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from anybind.adapt.features import embed_inputs
 from anybind.adapt.protocols import adapt_eval_split, few_shot_indices, ids_digest
 from anybind.adapt.store import save_adaptation
 from anybind.adapt.views import UnlabelledView, modality_tensor, subset
-from anybind.checkpoint import WEIGHTS, file_sha256
+from anybind.checkpoint import WEIGHTS, atomic_write_text, file_sha256
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
 from anybind.evaluate.zero_shot import zero_shot
@@ -251,6 +252,8 @@ def adapt_run(
         ids = [domain.dataset.samples[i].id for i in domain.adapt_idx]
         save_adaptation(adaptation, out, run_dir, extra={"split": result["split"]}, adapt_ids=ids)
         result["adapter"] = str(out)
+        # the scores beside the adapter, for `anybind report` and for comparing adapters later
+        atomic_write_text(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     if file_sha256(run_dir / WEIGHTS) != base_sha:
         raise AnybindError(f"{run_dir / WEIGHTS} changed during adaptation")  # never expected
     return result

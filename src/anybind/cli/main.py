@@ -43,6 +43,7 @@ app.command("embed")(use.embed_command)
 app.command("index")(use.index_command)
 app.command("search")(use.search_command)
 app.command("serve")(use.serve_command)
+app.command("report")(use.report_command)
 app.add_typer(repro.app, name="repro")
 
 if __name__ == "__main__":

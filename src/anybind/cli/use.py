@@ -135,3 +135,23 @@ def serve_command(
     app = build_app(run_dir, index, adapter=adapter, limits=Limits(max_k=max_k), api_key=key)
     console.print(f"serving {index} on http://{host}:{port}/ (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@friendly_errors
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `anybind train`."),
+    data: list[str] = typer.Option(None, "--data", help="Evaluation data (default: data.eval)."),
+    keys: list[str] = typer.Option(None, "--keys", help="For .npz: modality=array."),
+    adapter: list[Path] = typer.Option(None, "--adapter", help="An adapter folder to include."),
+    out: Path = typer.Option(None, "--out", help="The HTML file (default RUN_DIR/report.html)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """One self-contained HTML report on a run: curves, accuracy, retrieval, maps, geometry."""
+    from anybind.recipes.html_report import build_report
+    from anybind.recipes.source_specs import parse_sources
+
+    sources = parse_sources(data or [], modality=None, pattern=r"^(?P<label>[^_]+)_",
+                            keys=keys or [], preprocess="none")  # fmt: skip
+    path = build_report(run_dir, sources=sources or None, adapters=adapter or [], out=out,
+                        progress=not quiet)  # fmt: skip
+    console.print(f"wrote {path}")

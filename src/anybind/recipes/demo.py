@@ -115,5 +115,8 @@ def run_demo(
         "shared_data": str(shared) if shared else None,
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
-    console.print(f"demo finished in {wall:.0f} s; wrote {out / 'metrics.json'}")
+    from anybind.recipes.html_report import build_report
+
+    report = build_report(out, progress=progress)
+    console.print(f"demo finished in {wall:.0f} s; wrote {out / 'metrics.json'} and {report}")
     return result

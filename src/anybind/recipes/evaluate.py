@@ -147,12 +147,31 @@ def evaluate_space(
         settings=settings, skipped=skipped, group=group,
     )  # fmt: skip
     class_names = dataset.class_names or config.data.class_names
+    skipped_count = int(group.sum(len(skipped or [])))
+    report = score_embeddings(
+        space, emb, labels, count, class_names=class_names, classifiers=classifiers, name=name
+    )
+    report["skipped_samples"] = skipped_count
+    report["skip_reasons"] = [b.message for b in (skipped or [])[:20]]
+    return report
+
+
+def score_embeddings(
+    space: Space,
+    emb: Embedded,
+    labels: torch.Tensor,
+    count: int,
+    *,
+    class_names: list[str] | None,
+    classifiers: dict[str, torch.Tensor] | None = None,
+    name: str = "eval",
+) -> dict[str, Any]:
+    """The report of `evaluate_space` from embeddings already computed (`embed_dataset`)."""
+    config = space.config
     report: dict[str, Any] = {
         "name": name,
         "samples": count,
         "modalities": {m: int(r.numel()) for m, (_, r) in emb.items()},
-        "skipped_samples": int(group.sum(len(skipped or []))),
-        "skip_reasons": [b.message for b in (skipped or [])[:20]],
         "zero_shot": {},
         "retrieval": {},
         "geometry": {},
