@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,7 +57,8 @@ def create_app(
     searcher: Searcher, limits: Limits | None = None, api_key: str | None = None
 ) -> FastAPI:
     limits = limits or Limits()
-    batcher = Batcher(searcher.embed_decoded, searcher.decode, limits.window_s, limits.max_batch)
+    batcher = Batcher(searcher.embed_decoded, searcher.decode, searcher.search, limits.window_s,
+                      limits.max_batch)  # fmt: skip
     targets = searcher.collection.modalities
     items = _item_paths(searcher)
 
@@ -72,18 +72,7 @@ def create_app(
     app = FastAPI(title="anybind", lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):  # noqa: ANN001, ANN202
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            return _error(413, f"the request body is over {limits.max_body_bytes} bytes")
-        open_route = request.url.path in ("/", "/health")
-        if api_key and not open_route and not _authorised(request, api_key):
-            return _error(401, "missing or wrong API key (Authorization: Bearer KEY)")
-        try:
-            return await call_next(request)
-        except AnybindError as exc:
-            return _error(422, str(exc))
+    app.add_middleware(Guard, limits=limits, api_key=api_key)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -95,25 +84,25 @@ def create_app(
                 "counts": searcher.collection.manifest["counts"]}  # fmt: skip
 
     @app.post("/embed")
-    async def embed(request: Request) -> dict[str, Any]:
+    async def embed(request: Request) -> JSONResponse:
         modality, inputs = await _inputs(request, searcher, limits, EmbedRequest)
         vectors = await _submit(batcher, modality, inputs)
-        return {"modality": modality, "embeddings": vectors.tolist()}
+        return JSONResponse({"modality": modality, "embeddings": vectors.tolist()})
 
     @app.post("/search")
-    async def search(request: Request) -> dict[str, Any]:
+    async def search(request: Request) -> JSONResponse:
         modality, inputs, to, k = await _search_inputs(request, searcher, limits, targets)
-        vectors = await _submit(batcher, modality, inputs)
+        per_input = await _submit(batcher, modality, inputs, tuple(to), k)
         results = []
-        for i, value in enumerate(inputs):
+        for value, found in zip(inputs, per_input, strict=True):
             shown = value if isinstance(value, str) else value.name
-            per = {t: [h.as_dict() for h in searcher.search(vectors[i : i + 1], t, k)[0]]
-                   for t in to}  # fmt: skip
-            for hits in per.values():
-                for h in hits:
-                    h["url"] = f"/items/{h['id']}" if h["path"] else None
+            per = {}
+            for target, hits in found.items():
+                per[target] = [
+                    {**h.as_dict(), "url": f"/items/{h.id}" if h.path else None} for h in hits
+                ]
             results.append({"query": shown, "modality": modality, "results": per})
-        return {"results": results}
+        return JSONResponse({"results": results})
 
     @app.get("/items/{item_id}")
     async def item(item_id: str, modality: str | None = None) -> FileResponse:
@@ -134,16 +123,42 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
-def _authorised(request: Request, key: str) -> bool:
-    given = request.headers.get("authorization", "")
-    return given.startswith("Bearer ") and hmac.compare_digest(given[7:], key)
-
-
-async def _submit(batcher: Batcher, modality: str, inputs: list[Any]) -> np.ndarray:
+async def _submit(
+    batcher: Batcher, modality: str, inputs: list[Any], to: tuple[str, ...] = (), k: int = 0
+) -> Any:
     try:
-        return await batcher.submit(modality, inputs)
+        return await batcher.submit(modality, inputs, to, k)
     except AnybindError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+class Guard:
+    """A pure ASGI middleware (no per-request task, unlike `@app.middleware`): a body larger
+    than the limit is a 413, a missing or wrong API key a 401, an AnybindError a 422."""
+
+    def __init__(self, app: Any, limits: Limits, api_key: str | None) -> None:
+        self.app, self.limits, self.api_key = app, limits, api_key
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        size = headers.get("content-length")
+        error = None
+        if size is not None and (not size.isdigit() or int(size) > self.limits.max_body_bytes):
+            error = _error(413, f"the request body is over {self.limits.max_body_bytes} bytes")
+        elif self.api_key and scope["path"] not in ("/", "/health"):
+            given = headers.get("authorization", "")
+            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:], self.api_key)):
+                error = _error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+        if error is not None:
+            await error(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except AnybindError as exc:
+            await _error(422, str(exc))(scope, receive, send)
 
 
 def _item_paths(searcher: Searcher) -> dict[str, dict[str, str]]:
