@@ -31,7 +31,7 @@ from anybind.search.store import MANIFEST, write_part
 def mixture(n: int, dim: int, seed: int, centers: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(centers), size=n)
-    x = centers[pick] + rng.normal(0, 0.35 / np.sqrt(dim), size=(n, dim)).astype(np.float32)
+    x = centers[pick] + rng.normal(0, 0.8 / np.sqrt(dim), size=(n, dim)).astype(np.float32)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 

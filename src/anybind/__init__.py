@@ -13,6 +13,7 @@ __all__ = [
     "TrainingError",
     "adapt_run",
     "embed",
+    "index",
     "load_adapted",
     "load_run",
     "search",
@@ -23,7 +24,16 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The API pulls in transformers; import it on first use so that `import anybind.objectives`
     # (e.g. in torchrun workers) stays light.
-    if name in ("Run", "load_run", "train", "adapt_run", "load_adapted", "embed", "search"):
+    if name in (
+        "Run",
+        "load_run",
+        "train",
+        "adapt_run",
+        "load_adapted",
+        "embed",
+        "index",
+        "search",
+    ):
         from anybind import api
 
         return getattr(api, name)
