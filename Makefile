@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean browser
 
 setup: $(STAMP)
 
@@ -20,8 +20,19 @@ $(STAMP): pyproject.toml
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/anybind demo
 
-test: setup
+test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The web page's browser test drives Debian's chromium through chromium-driver (nothing may
+# download a browser of its own): installed with apt when we are root; elsewhere the test says
+# it was skipped and why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+		echo "could not install chromium: the browser test will be skipped"; \
+	else echo "no chromium and not root: the browser test will be skipped"; fi
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
