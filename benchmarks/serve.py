@@ -7,7 +7,8 @@ Builds (once, in a scratch folder) an indexed collection of the run's evaluation
 `requests` text searches from `clients` concurrent HTTP clients (httpx) in this process.
 Reports errors, p50/p99 latency and requests/s;
 then the same queries embedded and searched in-process in batches of 32 (no HTTP), for the
-throughput ratio. Bars: no error; throughput ≥ 0.7× the in-process batches.
+throughput ratio; and the same number of GET /health (no work at all) as the HTTP floor of this
+client and server. Bars: no error; throughput ≥ 0.7× the in-process batches.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def queries(run: Path, n: int) -> list[str]:
     return [templates[i % len(templates)].format(names[i % len(names)]) for i in range(n)]
 
 
-async def load(port: int, texts: list[str], clients: int) -> tuple[list[float], list[int], float]:
+async def load(
+    port: int, texts: list[str], clients: int, path: str = "/search"
+) -> tuple[list[float], list[int], float]:
     import httpx
 
     latencies: list[float] = []
@@ -54,7 +57,10 @@ async def load(port: int, texts: list[str], clients: int) -> tuple[list[float], 
         async def client() -> None:
             for text in work:
                 started = time.perf_counter()
-                response = await http.post("/search", json={"text": text, "k": 10})
+                if path == "/search":
+                    response = await http.post(path, json={"text": text, "k": 10})
+                else:  # the HTTP floor: a route that does no work
+                    response = await http.get(path)
                 latencies.append(time.perf_counter() - started)
                 codes.append(response.status_code)
 
@@ -125,6 +131,7 @@ def main() -> None:
         try:
             asyncio.run(load(port, texts[:100], args.clients))  # warm-up
             latencies, codes, wall = asyncio.run(load(port, texts, args.clients))
+            _, floor_codes, floor_wall = asyncio.run(load(port, texts, args.clients, "/health"))
         finally:
             server.terminate()
             server.wait(30)
@@ -136,6 +143,7 @@ def main() -> None:
         "p99_ms": 1000 * float(np.percentile(latencies, 99)),
         "requests_per_s": len(codes) / wall, "in_process_per_s": direct,
         "ratio": (len(codes) / wall) / direct,
+        "health_requests_per_s": len(floor_codes) / floor_wall,
     }  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.json:
