@@ -22,7 +22,6 @@ from anybind.config import Config, load_config
 from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import RecordDataset
-from anybind.data.shards.stream import ShardSet
 from anybind.errors import AnybindError, DataError
 from anybind.recipes.train import TrainSummary
 from anybind.recipes.train import train as _train
@@ -222,9 +221,6 @@ def embed(
 
     dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress,
                                cache="none")  # fmt: skip
-    if isinstance(dataset, ShardSet):
-        group.close()
-        raise AnybindError("embedding shards directly is not supported yet: embed the sources")
     settings = EmbedSettings(batch_size, part_size, dtype, workers, skip_bad, progress)
     try:
         return embed_collection(

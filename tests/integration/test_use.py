@@ -204,3 +204,25 @@ def test_two_ranks_embed_the_same_collection_and_search_finds_the_same(trained, 
         index_collection(root, IndexParams("flat"))
         results.append(search(run, root, text=["a picture of one"], to="image", k=10))
     assert results[0] == results[1]
+
+
+def test_shards_are_embedded_one_part_per_shard_like_their_source_files(trained, tmp_path) -> None:
+    """Streamed from tar shards, each shard is a part; every sample gets the vector it gets
+    when the manifest the shards were written from is embedded."""
+    from test_shard_training import write_shards
+
+    from anybind.config.schema import ShardsSource
+
+    run, _ = trained
+    manifest, shards = write_shards(tmp_path)
+    from_shards = embed(run, [ShardsSource(path=str(shards / "shard-*.tar"))], tmp_path / "a")
+    from_files = embed(run, [str(manifest)], tmp_path / "b")
+    assert len(from_shards["parts"]) == 12 and from_shards["counts"] == from_files["counts"]
+    for name in ("image", "text"):
+        a = EmbeddedCollection.open(tmp_path / "a").modality(name)
+        b = EmbeddedCollection.open(tmp_path / "b").modality(name)
+        by_id = dict(zip(b.table.column("id").to_pylist(), b.vectors, strict=True))
+        for sample_id, vector in zip(a.table.column("id").to_pylist(), a.vectors, strict=True):
+            np.testing.assert_allclose(vector, by_id[sample_id], atol=2e-3)  # float16 storage
+    rows = EmbeddedCollection.open(tmp_path / "a").modality("image").table.column("row")
+    assert rows.to_pylist()[:8] == list(range(8))  # a shard numbers its samples

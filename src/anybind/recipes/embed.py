@@ -11,7 +11,7 @@ manifest once every part is done.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ from anybind.checkpoint import WEIGHTS, atomic_write_text, file_sha256
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import BadSample, RecordDataset
 from anybind.data.loader import LoaderSettings, batches, make_loader
+from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError, ConfigError
 from anybind.progress import progress_bar
 from anybind.recipes.distributed import ProcessGroup
 from anybind.search.store import MANIFEST, META_COLUMNS, SETTINGS, done_parts, write_part
 from anybind.space import Space
 
+Collection = RecordDataset | MultiModalDataset | ShardSet
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
@@ -44,7 +46,7 @@ class EmbedSettings:
 
 def embed_collection(
     space: Space,
-    dataset: RecordDataset | MultiModalDataset,
+    dataset: Collection,
     out: Path,
     settings: EmbedSettings,
     *,
@@ -56,11 +58,16 @@ def embed_collection(
     group = group or ProcessGroup()
     if settings.dtype not in DTYPES:
         raise ConfigError(f"--dtype is float16 or float32, not {settings.dtype}", key="--dtype")
-    n = len(dataset)
+    streamed = isinstance(dataset, ShardSet)
+    n = dataset.samples if streamed else len(dataset)
     if n == 0:
         raise AnybindError("the data holds no samples to embed")
-    parts = (n + settings.part_size - 1) // settings.part_size
+    # a part is a shard of streamed data, else `part_size` consecutive rows
+    parts = len(dataset.urls) if streamed else (n + settings.part_size - 1) // settings.part_size
     wanted = embed_settings(space, run_dir, adapter, n, parts, settings)
+    if streamed:
+        wanted["part_size"] = "shard"
+        wanted["shards"] = list(dataset.urls)
     if group.main:
         claim_folder(out, wanted)
     group.barrier()
@@ -69,24 +76,34 @@ def embed_collection(
     space.eval()
     skipped: list[str] = []
     with progress_bar("items", disable=not (settings.progress and group.main)) as bar:
-        task = bar.add_task(
-            "embedding", total=n, completed=sum(len_of(k, n, settings) for k in done)
-        )
+        already = sum(int(info.get("samples", 0)) for info in done.values())
+        task = bar.add_task("embedding", total=n, completed=already)
         for k in mine:
-            rows = range(k * settings.part_size, min(n, (k + 1) * settings.part_size))
-            vectors, tables, bad = embed_part(space, dataset, rows, settings)
+            loader, rows = part_loader(dataset, k, n, settings)
+            vectors, tables, bad, seen = embed_part(space, dataset, loader, settings)
             skipped += bad
-            info = {"rows": [rows.start, rows.stop], "rank": group.rank, "skipped": len(bad)}
+            info = {"rows": rows, "samples": seen, "rank": group.rank, "skipped": len(bad)}
             write_part(out, k, vectors, tables, info)
-            bar.advance(task, len(rows) * group.world)
+            bar.advance(task, seen * group.world)
     group.barrier()
     manifest = finish_manifest(out, wanted, parts) if group.main else {}
     group.barrier()
     return manifest
 
 
-def len_of(k: int, n: int, settings: EmbedSettings) -> int:
-    return min(n, (k + 1) * settings.part_size) - k * settings.part_size
+def part_loader(
+    dataset: Collection, k: int, n: int, settings: EmbedSettings
+) -> tuple[Any, list[int] | str]:
+    """The batches of part k, and what the part is (its rows, or its shard)."""
+    if isinstance(dataset, ShardSet):
+        shard = replace(dataset, urls=[dataset.urls[k]])
+        return reader_loader(shard, settings.batch_size, min(settings.workers, 1)), dataset.urls[k]
+    rows = range(k * settings.part_size, min(n, (k + 1) * settings.part_size))
+    loader_settings = LoaderSettings(workers=settings.workers)
+    if isinstance(dataset, MultiModalDataset):
+        loader_settings = LoaderSettings()
+    sampler = BatchSampler(list(rows), settings.batch_size, False)
+    return make_loader(dataset, sampler, loader_settings), [rows.start, rows.stop]
 
 
 def embed_settings(
@@ -133,25 +150,23 @@ def claim_folder(out: Path, wanted: dict[str, Any]) -> None:
 
 @torch.no_grad()
 def embed_part(
-    space: Space,
-    dataset: RecordDataset | MultiModalDataset,
-    rows: range,
-    settings: EmbedSettings,
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list[Any]]], list[str]]:
+    space: Space, dataset: Collection, loader: Any, settings: EmbedSettings
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list[Any]]], list[str], int]:
     """The vectors and metadata of one part, per modality it holds; the reasons of the samples
-    skipped (a bad sample stops with its file and row unless `skip_bad`)."""
+    skipped (a bad sample stops with its file and row unless `skip_bad`); the samples seen."""
     device = next(space.parameters()).device
-    loader_settings = LoaderSettings(workers=settings.workers)
-    if isinstance(dataset, MultiModalDataset):
-        loader_settings = LoaderSettings()
-    sampler = BatchSampler(list(rows), settings.batch_size, False)
-    loader = make_loader(dataset, sampler, loader_settings)
     chunks: dict[str, list[np.ndarray]] = {}
     tables: dict[str, dict[str, list[Any]]] = {}
     skipped: list[str] = []
     names = space.config.data.class_names or []
+    seen = 0
     for batch in batches(loader):
         skipped += check_bad(batch["bad"], settings.skip_bad)
+        # a shard numbers its samples by their place in the shard
+        index = batch["index"]
+        if isinstance(dataset, ShardSet):
+            index = torch.arange(seen, seen + len(index))
+        seen += len(index) + len(batch["bad"])
         for name, tower in space.towers.items():
             if name not in batch or not bool(batch[f"{name}_mask"].any()):
                 continue
@@ -163,7 +178,7 @@ def embed_part(
             chunks.setdefault(name, []).append(emb.astype(DTYPES[settings.dtype]))
             table = tables.setdefault(name, {c: [] for c in META_COLUMNS})
             for i in present:
-                row = int(batch["index"][i])
+                row = int(index[i])
                 label = int(batch["label"][i])
                 table["id"].append(batch["id"][i])
                 table["row"].append(row)
@@ -171,7 +186,7 @@ def embed_part(
                 table["label"].append(label)
                 table["class"].append(names[label] if 0 <= label < len(names) else None)
     vectors = {m: np.concatenate(c) for m, c in chunks.items()}
-    return vectors, tables, skipped
+    return vectors, tables, skipped, seen
 
 
 def check_bad(bad: list[BadSample], skip_bad: bool) -> list[str]:
@@ -180,7 +195,7 @@ def check_bad(bad: list[BadSample], skip_bad: bool) -> list[str]:
     return [b.message for b in bad]
 
 
-def source_path(dataset: RecordDataset | MultiModalDataset, row: int, modality: str) -> str | None:
+def source_path(dataset: Collection, row: int, modality: str) -> str | None:
     """The file a sample's modality was read from, when it was read from one."""
     if not isinstance(dataset, RecordDataset):
         return None
@@ -203,7 +218,14 @@ def finish_manifest(out: Path, wanted: dict[str, Any], parts: int) -> dict[str, 
         **wanted,
         "counts": counts,
         "skipped": sum(int(info.get("skipped", 0)) for info in done.values()),
-        "parts": {str(k): {"rows": done[k]["rows"], "rank": done[k]["rank"]} for k in sorted(done)},
+        "parts": {
+            str(k): {
+                "rows": done[k]["rows"],
+                "samples": done[k].get("samples"),
+                "rank": done[k]["rank"],
+            }
+            for k in sorted(done)
+        },
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
