@@ -282,9 +282,10 @@ def _file_modality(space: Space, path: Path) -> str:
     raise AnybindError(f"{path}: no modality of the space reads '{path.suffix}' files")
 
 
-def index(emb_dir: str | Path, kind: str = "flat", **params: int) -> dict[str, dict[str, Any]]:
+def index(emb_dir: str | Path, kind: str = "flat", **params: Any) -> dict[str, dict[str, Any]]:
     """`anybind index` as a function: one FAISS index per modality of an embedded collection
-    (`kind` flat, ivf or hnsw; `nlist`, `nprobe`, `m`, `ef_search` override the defaults);
+    (`kind` flat, ivf or hnsw; `nlist`, `nprobe`, `m`, `ef_search`, `target_recall` override
+    the defaults);
     each index's build parameters and measured recall."""
     from anybind.recipes.index import index_collection
     from anybind.search.index import IndexParams

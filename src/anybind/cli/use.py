@@ -50,9 +50,12 @@ def index_command(
     kind: str = typer.Option("flat", "--kind", help="flat (exact), ivf or hnsw."),
     metric: str = typer.Option("ip", "--metric", help="ip (inner product = cosine)."),
     nlist: int = typer.Option(None, "--nlist", min=1, help="ivf: lists (default ≈ 4·√N)."),
-    nprobe: int = typer.Option(None, "--nprobe", min=1, help="ivf: lists searched."),
+    nprobe: int = typer.Option(None, "--nprobe", min=1, help="ivf: lists searched (tuned)."),
     m: int = typer.Option(None, "--m", min=2, help="hnsw: links per node (default 32)."),
-    ef_search: int = typer.Option(None, "--ef-search", min=1, help="hnsw: efSearch (64)."),
+    ef_search: int = typer.Option(None, "--ef-search", min=1, help="hnsw: efSearch (tuned)."),
+    target_recall: float = typer.Option(
+        0.95, "--target-recall", help="Tune nprobe / efSearch to this recall@10."
+    ),
 ) -> None:
     """Build one FAISS index per modality beside the shards, with its measured recall."""
     from anybind.errors import ConfigError
@@ -61,7 +64,8 @@ def index_command(
 
     if metric != "ip":
         raise ConfigError("only --metric ip (cosine on unit vectors) is supported", key="--metric")
-    params = IndexParams(kind, nlist=nlist, nprobe=nprobe, m=m, ef_search=ef_search)
+    params = IndexParams(kind, nlist=nlist, nprobe=nprobe, m=m, ef_search=ef_search,
+                         target_recall=target_recall)  # fmt: skip
     for name, info in index_collection(emb_dir, params).items():
         console.print(
             f"{name}: {info['kind']} over {info['vectors']} vectors in {info['build_seconds']} s,"

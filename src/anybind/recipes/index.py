@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from anybind.search.index import IndexParams, build_index, index_info, measured_recall, save_index
+from anybind.search.index import IndexParams, build_index, index_info, save_index, tune
 from anybind.search.store import EmbeddedCollection
 
 
@@ -23,10 +22,10 @@ def index_collection(
         started = time.perf_counter()
         index = build_index(embedded.vectors, filled)
         seconds = time.perf_counter() - started
-        recall = 1.0 if filled.kind == "flat" else measured_recall(index, embedded.vectors)
-        info = index_info(
-            replace(filled), len(embedded), embedded.vectors.shape[1], seconds, recall
-        )
+        tuned = filled.kind != "flat" and not (filled.nprobe or filled.ef_search)
+        filled, recall = tune(index, embedded.vectors, filled)
+        dim = embedded.vectors.shape[1]
+        info = index_info(filled, len(embedded), dim, seconds, recall, tuned)
         save_index(collection.root, name, index, info)
         infos[name] = info
     return infos
