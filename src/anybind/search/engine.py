@@ -38,7 +38,7 @@ class Searcher:
 
     space: Space
     collection: EmbeddedCollection
-    _indexes: dict[str, tuple[Any, dict[str, list[Any]]]] = field(default_factory=dict, repr=False)
+    _indexes: dict[str, tuple[Any, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, space: Space, root: str | Path, *, weights_sha256: str | None = None) -> Searcher:
@@ -51,11 +51,13 @@ class Searcher:
             )
         return cls(space, collection)
 
-    def index(self, modality: str) -> tuple[Any, dict[str, list[Any]]]:
-        """The FAISS index of `modality` and its metadata columns (read once)."""
+    def index(self, modality: str) -> tuple[Any, dict[str, np.ndarray]]:
+        """The FAISS index of `modality` and its metadata columns (read once, as object arrays
+        so that a query's rows are picked in one indexing step)."""
         if modality not in self._indexes:
             table = self.collection.modality(modality).table
-            columns = {c: table.column(c).to_pylist() for c in ("id", "path", "label", "class")}
+            columns = {c: np.array(table.column(c).to_pylist(), dtype=object)
+                       for c in ("id", "path", "label", "class")}  # fmt: skip
             self._indexes[modality] = (load_index(self.collection.root, modality)[0], columns)
         return self._indexes[modality]
 
@@ -92,17 +94,9 @@ class Searcher:
         scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
-            results.append(
-                [
-                    Hit(
-                        columns["id"][i],
-                        columns["path"][i],
-                        int(columns["label"][i]),
-                        columns["class"][i],
-                        float(s),
-                    )  # fmt: skip
-                    for s, i in zip(row_scores, row_ids, strict=True)
-                    if i >= 0
-                ]
-            )
+            keep = row_ids >= 0
+            rows = row_ids[keep]
+            results.append(list(map(Hit, columns["id"][rows], columns["path"][rows],
+                                    columns["label"][rows], columns["class"][rows],
+                                    row_scores[keep].tolist())))  # fmt: skip
         return results
