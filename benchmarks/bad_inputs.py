@@ -62,6 +62,8 @@ class Outcome:
 # ---------------------------------------------------------------- inputs
 
 
+# The tiny task of tests/conftest.py, restated: a benchmark runs without the test tree (and its
+# pytest fixtures) on the path.
 def tiny_data(root: Path) -> Path:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, size=64)

@@ -179,14 +179,6 @@ def load_adapted(adapt_dir: str | Path, run_dir: str | Path | None = None) -> Ru
     return run
 
 
-def _space_for(run_dir: str | Path, adapter: str | Path | None, device: str) -> Space:
-    if adapter is None:
-        return load_space(run_dir, device=device)
-    from anybind.adapt.store import load_adapted as _load_adapted
-
-    return _load_adapted(adapter, run_dir, device=device)[0]
-
-
 def embed(
     run_dir: str | Path,
     data: Sequence[str | Source],
@@ -215,7 +207,9 @@ def embed(
     sources = parse_sources(
         specs, modality=modality, pattern=pattern, keys=list(keys), preprocess=preprocess
     ) + [d for d in data if not isinstance(d, str)]
-    space = _space_for(run_dir, adapter, device)
+    from anybind.adapt.store import load_space_with
+
+    space = load_space_with(run_dir, adapter, device=device)
     group = join_process_group(next(space.parameters()).device)
     from anybind.recipes.data import build_dataset
 
@@ -243,43 +237,28 @@ def search(
 ) -> list[dict[str, Any]]:
     """`anybind search` as a function: the k nearest items of modality `to` for each query
     (texts, and files of any modality the space has); one result per query, in order."""
-    from anybind.checkpoint import WEIGHTS, file_sha256
     from anybind.search.engine import Searcher
 
-    space = _space_for(run_dir, adapter, "cpu")
-    searcher = Searcher.open(space, index, weights_sha256=file_sha256(Path(run_dir) / WEIGHTS))
-    queries: list[tuple[str, str, Any]] = [("text", t, t) for t in text]
-    queries += [(_file_modality(space, Path(f)), str(f), str(f)) for f in files]
+    searcher = Searcher.for_run(run_dir, index, adapter=adapter)
+    queries: list[tuple[str, str, Any]] = [(searcher.text_tower(), t, t) for t in text]
+    for f in map(Path, files):
+        if not f.is_file():
+            raise AnybindError(f"query file not found: {f}")
+        modality = searcher.modality_for_suffix(f.suffix)
+        if modality is None:
+            raise AnybindError(f"{f}: no modality of the space reads '{f.suffix}' files")
+        queries.append((modality, str(f), str(f)))
     if not queries:
         raise AnybindError("no query: pass --text or --file")
     results = []
     for modality in dict.fromkeys(m for m, _, _ in queries):  # one forward pass per modality
         batch = [(shown, value) for m, shown, value in queries if m == modality]
-        vectors = searcher.embed(_tower_of(space, modality), [v for _, v in batch])
+        vectors = searcher.embed(modality, [v for _, v in batch])
         for (shown, _), hits in zip(batch, searcher.search(vectors, to, k), strict=True):
             results.append({"query": shown, "modality": modality,
                             "hits": [h.as_dict() for h in hits]})  # fmt: skip
     order = {shown: i for i, (_, shown, _) in enumerate(queries)}
     return sorted(results, key=lambda r: order[r["query"]])
-
-
-def _tower_of(space: Space, kind: str) -> str:
-    """The tower whose modality is `kind` (towers are named by the config, kinds by the
-    registry)."""
-    for name, tower in space.towers.items():
-        if tower.modality.name == kind or name == kind:
-            return name
-    raise AnybindError(f"the space has no {kind} tower (it has {', '.join(space.towers)})")
-
-
-def _file_modality(space: Space, path: Path) -> str:
-    """The space's modality whose files have this suffix."""
-    if not path.is_file():
-        raise AnybindError(f"query file not found: {path}")
-    for name, tower in space.towers.items():
-        if path.suffix.lower() in tower.modality.file_suffixes:
-            return name
-    raise AnybindError(f"{path}: no modality of the space reads '{path.suffix}' files")
 
 
 def index(emb_dir: str | Path, kind: str = "flat", **params: Any) -> dict[str, dict[str, Any]]:

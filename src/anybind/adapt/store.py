@@ -184,3 +184,13 @@ def adapted_classifiers(space: Space, adaptation: Adaptation) -> dict[str, torch
 def adaptation_ids(adapt_dir: str | Path) -> set[str]:
     path = Path(adapt_dir) / ADAPT_IDS
     return set(path.read_text().splitlines()) if path.is_file() else set()
+
+
+def load_space_with(
+    run_dir: str | Path, adapter: str | Path | None = None, *, device: str = "cpu"
+) -> Space:
+    """The run's space, with the adapter applied when one is given (what embed, search and
+    serve use)."""
+    if adapter is None:
+        return load_space(run_dir, device=device)
+    return load_adapted(adapter, run_dir, device=device)[0]

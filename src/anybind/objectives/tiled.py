@@ -1,5 +1,9 @@
 """Exact contrastive losses that never hold the N×N logits: tiled forward and backward.
 
+(One file on purpose: the three autograd functions — InfoNCE, its row block for many processes,
+and the sigmoid loss — share the tile workspace and the online log-sum-exp helpers below, and
+read best side by side against the equations.)
+
 The symmetric InfoNCE of `anybind.objectives.infonce.info_nce` needs, for logits L = s·A·Bᵀ,
 
 * the row log-sum-exps r_i = log Σ_j exp L_ij and the column ones c_j = log Σ_i exp L_ij,

@@ -87,27 +87,10 @@ def build_table(
     started = time.perf_counter()
     for name in domains or list(targets):
         source, modality = targets[name]
-        dataset, _ = build_dataset(
-            [source], base.config, base.modalities, progress=False, cache="memory"
-        )
-        domain = TargetDomain.build(name, dataset, modality)
-        opts = DOMAIN_OPTIONS.get(name, {})
-        ctx = make_context(base, modality)
-        n_classes = len(ctx.class_names)
-        base_cls, novel_cls = base_novel_split(n_classes)
-        d: dict[str, Any] = {
-            "modality": modality,
-            "split": domain.split_record(),
-            "zero_shot": score(base, ctx, None, domain)["top1"],
-            "zero_shot_base": score(base, ctx, None, domain, base_cls)["top1"],
-            "zero_shot_novel": score(base, ctx, None, domain, novel_cls)["top1"],
-            "options": opts,
-            "few_shot": {},
-            "label_free": {},
-            "base_novel": {},
-        }
+        domain, d, base_cls, novel_cls = zero_shot_row(base, name, source, modality)
         out["domains"][name] = d
         console.print(f"[bold]{name}[/] ({modality}): zero-shot {100 * d['zero_shot']:.1f}%")
+        opts = d["options"]
         for method in label_free:
             runs = [
                 run_one(base, domain, method, shots=None, seed=s, options=opts.get(method, {}))
@@ -125,25 +108,63 @@ def build_table(
                 d["few_shot"][method][str(k)] = runs
                 console.print(f"  {method} {k}-shot: {_fmt([r['top1'] for r in runs])}")
         for method in base_novel:
-            runs = [
-                run_one(
-                    base,
-                    domain,
-                    method,
-                    shots=base_novel_shots,
-                    seed=s,
-                    options=opts.get(method, {}),
-                    classes=base_cls,
-                    novel=novel_cls,
-                )
-                for s in seeds
-            ]
-            b = mean_std([r["top1"] for r in runs])[0]
-            n = mean_std([r["novel_top1"] for r in runs])[0]
-            d["base_novel"][method] = {"runs": runs, "base": b, "novel": n}
-            console.print(f"  {method} base→novel: base {100 * b:.1f} novel {100 * n:.1f}")
+            d["base_novel"][method] = base_to_novel(
+                base, domain, method, base_novel_shots, seeds, opts.get(method, {}),
+                base_cls, novel_cls,
+            )  # fmt: skip
+            row = d["base_novel"][method]
+            console.print(
+                f"  {method} base→novel: base {100 * row['base']:.1f} "
+                f"novel {100 * row['novel']:.1f}"
+            )
     out["wall_s"] = time.perf_counter() - started
     return out
+
+
+def zero_shot_row(
+    base: Space, name: str, source: Any, modality: str
+) -> tuple[TargetDomain, dict[str, Any], list[int], list[int]]:
+    """A target domain split for adaptation, its zero-shot scores (all, base and novel classes)
+    as the row the protocols fill in, and its base and novel classes."""
+    dataset, _ = build_dataset(
+        [source], base.config, base.modalities, progress=False, cache="memory"
+    )
+    domain = TargetDomain.build(name, dataset, modality)
+    ctx = make_context(base, modality)
+    base_cls, novel_cls = base_novel_split(len(ctx.class_names))
+    row: dict[str, Any] = {
+        "modality": modality,
+        "split": domain.split_record(),
+        "zero_shot": score(base, ctx, None, domain)["top1"],
+        "zero_shot_base": score(base, ctx, None, domain, base_cls)["top1"],
+        "zero_shot_novel": score(base, ctx, None, domain, novel_cls)["top1"],
+        "options": DOMAIN_OPTIONS.get(name, {}),
+        "few_shot": {},
+        "label_free": {},
+        "base_novel": {},
+    }
+    return domain, row, base_cls, novel_cls
+
+
+def base_to_novel(
+    base: Space,
+    domain: TargetDomain,
+    method: str,
+    shots: int,
+    seeds: list[int],
+    options: dict[str, Any],
+    base_cls: list[int],
+    novel_cls: list[int],
+) -> dict[str, Any]:
+    """CoCoOp's protocol: adapt on the base classes' shots, score base and novel classes."""
+    runs = [
+        run_one(base, domain, method, shots=shots, seed=s, options=options,
+                classes=base_cls, novel=novel_cls)
+        for s in seeds
+    ]  # fmt: skip
+    b = mean_std([r["top1"] for r in runs])[0]
+    n = mean_std([r["novel_top1"] for r in runs])[0]
+    return {"runs": runs, "base": b, "novel": n}
 
 
 def _fmt(values: list[float]) -> str:

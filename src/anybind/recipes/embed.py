@@ -27,6 +27,7 @@ from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError, ConfigError
 from anybind.progress import progress_bar
 from anybind.recipes.distributed import ProcessGroup
+from anybind.recipes.evaluate import tower_inputs
 from anybind.search.store import MANIFEST, META_COLUMNS, SETTINGS, done_parts, write_part
 from anybind.space import Space
 
@@ -168,12 +169,11 @@ def embed_part(
             index = torch.arange(seen, seen + len(index))
         seen += len(index) + len(batch["bad"])
         for name, tower in space.towers.items():
-            if name not in batch or not bool(batch[f"{name}_mask"].any()):
+            selected = tower_inputs(batch, name, device)
+            if selected is None:
                 continue
-            present = batch[f"{name}_mask"].nonzero().flatten().tolist()
-            data = batch[name]
-            data = [data[i] for i in present] if isinstance(data, list) else data[present]
-            data = data.to(device) if isinstance(data, torch.Tensor) else data
+            rows, data = selected
+            present = rows.tolist()
             emb = torch.nn.functional.normalize(tower(data).float(), dim=-1).cpu().numpy()
             chunks.setdefault(name, []).append(emb.astype(DTYPES[settings.dtype]))
             table = tables.setdefault(name, {c: [] for c in META_COLUMNS})

@@ -87,13 +87,10 @@ def embed_dataset(
             seen_rows.append(index)
             seen_labels.append(batch["label"])
             for name, tower in space.towers.items():
-                if name not in batch or not bool(batch[f"{name}_mask"].any()):
-                    continue
-                rows = batch[f"{name}_mask"].nonzero().flatten()
-                data = batch[name]
-                data = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
-                data = data.to(device) if isinstance(data, torch.Tensor) else data
-                chunks[name].append((tower(data).float().cpu(), index[rows]))
+                present = tower_inputs(batch, name, device)
+                if present is not None:
+                    rows, data = present
+                    chunks[name].append((tower(data).float().cpu(), index[rows]))
             bar.advance(task, (len(batch["index"]) + len(batch["bad"])) * group.world)
     dim = space.config.space.dim
     emb = {
@@ -111,6 +108,19 @@ def embed_dataset(
     every[rows] = labels
     emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items() if len(r)}
     return emb, every, len(rows)
+
+
+def tower_inputs(
+    batch: dict[str, Any], name: str, device: torch.device
+) -> tuple[torch.Tensor, Any] | None:
+    """The rows of a batch that hold modality `name` and their inputs, on `device` (None when
+    no row does)."""
+    if name not in batch or not bool(batch[f"{name}_mask"].any()):
+        return None
+    rows = batch[f"{name}_mask"].nonzero().flatten()
+    data = batch[name]
+    data = [data[i] for i in rows.tolist()] if isinstance(data, list) else data[rows]
+    return rows, data.to(device) if isinstance(data, torch.Tensor) else data
 
 
 def gather_rows(x: torch.Tensor) -> torch.Tensor:

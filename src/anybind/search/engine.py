@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from anybind.checkpoint import WEIGHTS, file_sha256
 from anybind.errors import AnybindError
 from anybind.modalities.base import EncodedFile
 from anybind.search.index import load_index
@@ -41,6 +42,17 @@ class Searcher:
     _indexes: dict[str, tuple[Any, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
 
     @classmethod
+    def for_run(
+        cls, run_dir: str | Path, root: str | Path, *, adapter: str | Path | None = None
+    ) -> Searcher:
+        """The run's space (adapted when `adapter` is given) over a collection that must have
+        been embedded with the run's weights."""
+        from anybind.adapt.store import load_space_with
+
+        sha = file_sha256(Path(run_dir) / WEIGHTS)
+        return cls.open(load_space_with(run_dir, adapter), root, weights_sha256=sha)
+
+    @classmethod
     def open(cls, space: Space, root: str | Path, *, weights_sha256: str | None = None) -> Searcher:
         collection = EmbeddedCollection.open(root)
         made_with = collection.manifest.get("weights_sha256")
@@ -66,6 +78,20 @@ class Searcher:
             known = ", ".join(self.space.towers)
             raise AnybindError(f"the space has no '{modality}' tower (it has {known})")
         return self.space.towers[modality]
+
+    def text_tower(self) -> str:
+        """The tower that reads text queries."""
+        for name, tower in self.space.towers.items():
+            if tower.modality.name == "text":
+                return name
+        raise AnybindError("the space has no text tower: search with a file")
+
+    def modality_for_suffix(self, suffix: str) -> str | None:
+        """The tower whose modality reads files with this suffix, if any."""
+        for name, tower in self.space.towers.items():
+            if suffix.lower() in tower.modality.file_suffixes:
+                return name
+        return None
 
     def decode(self, modality: str, raw: Any) -> Any:
         """One raw query value (a string, a file path, an uploaded file, an array) decoded and

@@ -202,10 +202,10 @@ async def _upload(request: Request, searcher: Searcher) -> tuple[str, EncodedFil
     if not data:
         raise HTTPException(422, f"the uploaded file '{name}' is empty")
     file = EncodedFile(data, name)
-    for modality, tower in searcher.space.towers.items():
-        if file.suffix in tower.modality.file_suffixes:
-            return modality, file, form
-    raise HTTPException(415, f"no modality of the space reads '{file.suffix or name}' files")
+    modality = searcher.modality_for_suffix(file.suffix)
+    if modality is None:
+        raise HTTPException(415, f"no modality of the space reads '{file.suffix or name}' files")
+    return modality, file, form
 
 
 async def _inputs(
@@ -234,7 +234,7 @@ async def _search_inputs(
     else:
         body = await _json(request, SearchRequest)
         texts = [body.text] if isinstance(body.text, str) else body.text
-        modality, inputs = _tower_for_text(searcher), _check_texts(texts, limits)
+        modality, inputs = searcher.text_tower(), _check_texts(texts, limits)
         to = [body.to] if isinstance(body.to, str) else list(body.to or targets)
         k = body.k
     unknown = [t for t in to if t not in targets]
@@ -243,13 +243,6 @@ async def _search_inputs(
     if not 1 <= k <= limits.max_k:
         raise HTTPException(422, f"k must be between 1 and {limits.max_k}, not {k}")
     return modality, inputs, to, k
-
-
-def _tower_for_text(searcher: Searcher) -> str:
-    for name, tower in searcher.space.towers.items():
-        if tower.modality.name == "text":
-            return name
-    raise HTTPException(422, "the space has no text tower: search with a file")
 
 
 async def _json(request: Request, model: type) -> Any:

@@ -1,5 +1,9 @@
 """Offline synthesis of spoken digit words ("zero" … "nine") with espeak-ng.
 
+(Kept as one file on purpose: the ctypes binding, the voice lists and the synthesis cache share
+the library handle and its one-thread-at-a-time state; split, each part would reach into the
+others' private state.)
+
 The espeak-ng shared library and its data come from the `espeakng-loader` wheel and are driven
 through ctypes (the C API of ``speak_lib.h``) in ``AUDIO_OUTPUT_SYNCHRONOUS`` mode: a synth
 callback collects the 16-bit mono samples (22050 Hz, as returned by ``espeak_Initialize``) into a
