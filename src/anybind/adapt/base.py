@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
-from anybind.adapt.tuners.base import Tuner
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
 from anybind.registry import Registry
 from anybind.space import Space
+from anybind.tuners.base import Tuner
 
 
 class MethodOptions(BaseModel):

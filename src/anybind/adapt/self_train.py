@@ -37,13 +37,13 @@ from anybind.adapt.features import embed_inputs
 from anybind.adapt.label_propagation import propagate_labels
 from anybind.adapt.norm_layers import freeze_except, norm_parameters, norm_state
 from anybind.adapt.trainer import fit, set_lr_factor, shuffled_batches
-from anybind.adapt.tuners import build_tuner
-from anybind.adapt.tuners.base import Tuner
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 from anybind.progress import progress_bar
 from anybind.schedules import cosine
 from anybind.space import Tower
+from anybind.tuners import build_tuner
+from anybind.tuners.base import Tuner
 
 
 class SelfTrainOptions(MethodOptions):

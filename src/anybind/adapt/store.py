@@ -131,7 +131,7 @@ def load_adapted(
 def apply_adapter(
     space: Space, meta: dict[str, Any], tensors: dict[str, torch.Tensor], *, source: str
 ) -> Adaptation:
-    from anybind.adapt.tuners import build_tuner
+    from anybind.tuners import build_tuner
 
     used: set[str] = set()
     tuners = {}

@@ -1,6 +1,6 @@
 """`lora`, `ia3`, `adapter`, `prompt`: few-shot supervised tuning of one tower through a tuner.
 
-A tuner (see `adapt.tuners`) is attached to one tower — by default the target modality's tower;
+A tuner (see `anybind.tuners`) is attached to one tower — by default the target modality's tower;
 for `prompt` the text tower (CoOp) unless `tower` names a transformer tower (VPT) — and only its
 tensors are trained, with cross-entropy on s·⟨f(x), t_c⟩ where t_c are the class text embeddings
 (recomputed every step when the text tower is the one being tuned, so gradients reach the
@@ -26,11 +26,11 @@ from anybind.adapt.base import (
     require_labels,
 )
 from anybind.adapt.trainer import cosine_over, fit
-from anybind.adapt.tuners import build_tuner
 from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 from anybind.errors import AnybindError
 from anybind.progress import progress_bar
+from anybind.tuners import build_tuner
 
 
 class TowerTuningOptions(MethodOptions):

@@ -32,7 +32,6 @@ from transformers import (
     Wav2Vec2Model,
 )
 
-from anybind.adapt.tuners import TUNERS, Tuner, build_tuner
 from anybind.encoders.builtin_audio import AudioCNN, AudioCNNOptions
 from anybind.encoders.builtin_image import ImageCNN, ImageCNNOptions
 from anybind.encoders.builtin_text import ByteTransformer, ByteTransformerOptions
@@ -46,6 +45,7 @@ from anybind.modalities.audio import AudioModality, AudioOptions
 from anybind.modalities.image import ImageModality, ImageOptions
 from anybind.modalities.text import TextModality
 from anybind.space.model import Tower
+from anybind.tuners import TUNERS, Tuner, build_tuner
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
 CONV = dict(

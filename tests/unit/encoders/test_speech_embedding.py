@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from anybind.adapt.norm_layers import norm_modules
-from anybind.adapt.tuners.bottleneck import default_adapter_targets
 from anybind.config.load import load_config
 from anybind.encoders import build_encoder, encoder_options
 from anybind.encoders.speech_embedding import SpeechEmbedding
@@ -27,6 +26,7 @@ from anybind.modalities.speech_model import (
     shared_model,
 )
 from anybind.model_paths import resolve_model_path
+from anybind.tuners.bottleneck import default_adapter_targets
 
 PACKAGE = "package:openwakeword/resources/models"
 SPEECH = AudioOptions(sample_rate=16000, representation="speech_embedding", max_seconds=1.0)

@@ -43,7 +43,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from anybind.adapt.tuners.base import (
+from anybind.errors import AnybindError
+from anybind.tuners.base import (
     TUNERS,
     Tuner,
     TunerOptions,
@@ -54,7 +55,6 @@ from anybind.adapt.tuners.base import (
     transformer_layers,
     tuner_module,
 )
-from anybind.errors import AnybindError
 
 if TYPE_CHECKING:
     from anybind.space.model import Tower

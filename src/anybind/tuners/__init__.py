@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from anybind.adapt.tuners.base import TUNERS, Tuner, TunerOptions
-from anybind.adapt.tuners.bottleneck import AdapterOptions, BottleneckAdapter
-from anybind.adapt.tuners.peft_tuners import IA3Options, IA3Tuner, LoraOptions, LoraTuner
-from anybind.adapt.tuners.prompts import PromptOptions, PromptTuner
 from anybind.errors import ConfigError
+from anybind.tuners.base import TUNERS, Tuner, TunerOptions
+from anybind.tuners.bottleneck import AdapterOptions, BottleneckAdapter
+from anybind.tuners.peft_tuners import IA3Options, IA3Tuner, LoraOptions, LoraTuner
+from anybind.tuners.prompts import PromptOptions, PromptTuner
 
 
 def tuner_options(

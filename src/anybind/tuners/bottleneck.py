@@ -29,7 +29,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from anybind.adapt.tuners.base import (
+from anybind.errors import AnybindError
+from anybind.tuners.base import (
     TUNER_MODULE,
     TUNERS,
     Tuner,
@@ -39,7 +40,6 @@ from anybind.adapt.tuners.base import (
     transformer_layers,
     tuner_module,
 )
-from anybind.errors import AnybindError
 
 if TYPE_CHECKING:
     from anybind.space.model import Tower

@@ -39,8 +39,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from anybind.adapt.tuners.base import TUNERS, Tuner, TunerOptions, encoder_type, transformer_layers
 from anybind.errors import AnybindError
+from anybind.tuners.base import TUNERS, Tuner, TunerOptions, encoder_type, transformer_layers
 
 if TYPE_CHECKING:
     from peft.tuners.tuners_utils import BaseTuner
