@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean browser
+.PHONY: setup demo demo-grow test lint format clean browser
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/anybind demo
+
+# the demo space grown with three new modalities (trains runs/demo first when it is missing)
+demo-grow: setup
+	HF_HUB_OFFLINE=1 $(BIN)/anybind demo --grow
 
 test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

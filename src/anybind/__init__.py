@@ -13,7 +13,9 @@ __all__ = [
     "TrainingError",
     "adapt_run",
     "embed",
+    "extend",
     "index",
+    "init_run",
     "load_adapted",
     "load_run",
     "search",
@@ -31,7 +33,9 @@ def __getattr__(name: str) -> Any:
         "adapt_run",
         "load_adapted",
         "embed",
+        "extend",
         "index",
+        "init_run",
         "search",
     ):
         from anybind import api

@@ -7,6 +7,8 @@ txt = run.embed("text", ["the spoken word seven"])
 run.similarity(img, txt)                           # scaled cosine logits
 run.evaluate(["digits:test"])                      # same report as `anybind eval`
 anybind.train("my.yaml", "runs/mine", overrides=["optim.lr=1e-3"])
+anybind.init_run("clip.yaml", "runs/clip")        # pretrained CLIP towers, no training
+anybind.extend("runs/demo", "grow.yaml", "runs/demo-pen")  # new towers, the base untouched
 anybind.adapt_run("runs/demo", "tent", ["fsdd:../shared/data/fsdd/recordings"], out="runs/t")
 """
 
@@ -120,6 +122,32 @@ def train(
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     return _train(config, out, resume=resume, progress=progress)
+
+
+def extend(
+    run_dir: str | Path,
+    extension: str | Path | dict[str, Any],
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainSummary:
+    """`anybind extend` as a function: train the new modalities of `extension` (a YAML path or
+    a dict) against the frozen run `run_dir` into the new run `out`."""
+    from anybind.recipes.extend import extend as _extend
+
+    return _extend(run_dir, extension, out, overrides=overrides, resume=resume, progress=progress)
+
+
+def init_run(
+    config: str | Path | Config, out: str | Path, *, overrides: list[str] | None = None
+) -> Path:
+    """`anybind init` as a function: a run folder from a pretrained CLIP's towers, projections
+    and logit scale, trained 0 steps (see anybind.recipes.init); its path."""
+    from anybind.recipes.init import init_run as _init_run
+
+    return _init_run(config, out, overrides=overrides)
 
 
 def adapt_run(

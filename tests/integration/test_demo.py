@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from rich.console import Console
 
 from anybind.data.digits.images import mnist_to_uci, uci_digits
@@ -21,10 +23,17 @@ SMALL = [
 ]
 
 
-def test_demo_runs_and_writes_metrics(tmp_path):
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory) -> tuple[Path, dict, str]:
     console = Console(record=True, width=120)
-    result = run_demo(tmp_path / "demo", overrides=SMALL, progress=False, console=console)
-    text = console.export_text()
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = run_demo(out, overrides=SMALL, progress=False, console=console)
+    return out, result, console.export_text()
+
+
+def test_demo_runs_and_writes_metrics(small_demo):
+    out, result, text = small_demo
+    tmp_path = out.parent
     assert "Zero-shot classification" in text and "emergent" in text
     saved = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert saved["metrics"] == result["metrics"]
@@ -50,6 +59,47 @@ def test_demo_runs_and_writes_metrics(tmp_path):
         "audio zero-shot top-1 (held-out voices)",
         "emergent image→audio R@1 (match = same digit)",
     }
+
+
+GROW_SMALL = [
+    "data.train.0.drawings_per_class=30",
+    "data.eval.0.drawings_per_class=10",
+    "optim.epochs=null",
+    "optim.steps=60",
+    "optim.batch_size=64",
+    "optim.warmup_steps=5",
+]
+
+
+def test_grow_demo_extends_the_demo_run_and_leaves_it_alone(small_demo):
+    from anybind.checkpoint import file_sha256
+    from anybind.recipes.grow_demo import run_grow_demo
+
+    base, _, _ = small_demo
+    before = file_sha256(base / "model.safetensors")
+    console = Console(record=True, width=120)
+    out = base.parent / "grow"
+    result = run_grow_demo(
+        out, base=base, overrides=GROW_SMALL, progress=False, console=console,
+        self_train_options={"rounds": 2},
+    )  # fmt: skip
+    text = console.export_text()
+    assert file_sha256(base / "model.safetensors") == before
+    inside = result["metrics"]["in_domain"]
+    # 300 drawings, 60 steps of 64 (chance 0.1): measured 0.77–0.92; the full demo: 0.96–0.99
+    for m in ("timeseries", "pointcloud", "video"):
+        assert inside[f"{m}_top1"] > 0.35, m
+        assert f"{m} zero-shot top-1 (held-out drawings)" in text
+    retrieval = result["reports"]["in-domain"]["retrieval"]
+    assert retrieval["timeseries->audio"]["emergent"] is True
+    assert retrieval["timeseries->text"]["emergent"] is False
+    assert (out / "report.html").is_file() and json.loads((out / "metrics.json").read_text())
+    if find_shared_data() is not None:
+        real = result["reports"]["real"]
+        assert real["zero_shot"]["timeseries"]["n"] == 7494
+        assert "timeseries->audio" in real["retrieval"]
+        assert 0 < result["metrics"]["self_train"]["top1"] <= 1
+        assert (out / "adapters" / "pendigits-self-train" / "result.json").is_file()
 
 
 def test_uci_split_is_stratified_and_disjoint():

@@ -125,12 +125,12 @@ def test_layers_import_only_downwards():
 
 def test_every_plugin_kind_is_one_registry_whose_names_match():
     from anybind.adapt import METHODS
-    from anybind.adapt.tuners import TUNERS
     from anybind.config.schema import SECTION_TYPES
     from anybind.data.named import NAMED_SOURCES
     from anybind.encoders import ENCODERS
     from anybind.modalities import MODALITIES
     from anybind.objectives import OBJECTIVES
+    from anybind.tuners import TUNERS
 
     for name, cls in ENCODERS.items():
         assert cls.Options.model_fields["type"].default == name
@@ -139,4 +139,4 @@ def test_every_plugin_kind_is_one_registry_whose_names_match():
     objective_types = {t for t, kind in SECTION_TYPES.items() if kind == "objective"}
     assert set(OBJECTIVES) == objective_types == {"infonce", "siglip", "cwcl", "symile"}
     assert set(METHODS) >= {"linear-probe", "tent", "self-train", "lora"}
-    assert set(NAMED_SOURCES) == {"mnist", "fsdd"}
+    assert set(NAMED_SOURCES) == {"mnist", "fsdd", "pendigits"}

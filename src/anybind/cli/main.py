@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from anybind.cli import adapt, demo, evaluate, repro, shard, train, use
+from anybind.cli import adapt, demo, evaluate, grow, init, repro, shard, train, use
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -32,6 +32,7 @@ def main(
 
 
 app.command("train")(train.train_command)
+app.command("init")(init.init_command)
 app.command("validate")(train.validate_command)
 app.command("check-data")(train.check_data_command)
 app.command("shard")(shard.shard_command)
@@ -39,6 +40,7 @@ app.command("eval")(evaluate.eval_command)
 app.command("adapt")(adapt.adapt_command)
 app.command("adapt-table")(adapt.adapt_table_command)
 app.command("demo")(demo.demo_command)
+app.command("extend")(grow.extend_command)
 app.command("embed")(use.embed_command)
 app.command("index")(use.index_command)
 app.command("search")(use.search_command)

@@ -15,6 +15,14 @@ from anybind.errors import AnybindError, ConfigError
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
+    raw = read_yaml_mapping(path)
+    config = config_from_dict(raw, overrides, file=str(path))
+    resolve_data_paths(config, path.resolve().parent)
+    return config
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or a ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError("config file not found", file=str(path))
     try:
@@ -25,9 +33,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"not UTF-8 text (byte {exc.start + 1})", file=str(path)) from None
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping", file=str(path))
-    config = config_from_dict(raw, overrides, file=str(path))
-    resolve_data_paths(config, path.resolve().parent)
-    return config
+    return raw
 
 
 def resolve_data_paths(config: Config, base: Path) -> None:

@@ -44,6 +44,12 @@ class ModalityConfig(Strict):
     freeze_encoder: bool = False
     freeze_projection: bool = False
     augment: bool = True
+    #: an extended run: initialise this encoder (or, for an encoder that runs an image encoder
+    #: per frame, that per-frame encoder) from the encoder of this base modality
+    init_from: str | None = None
+    #: keep the encoder frozen and train a tuner in it (`type`: lora, ia3, adapter, prompt,
+    #: and the tuner's options), with the projection (OneEncoder / ONE-PEACE style)
+    tuner: dict[str, Any] | None = None
 
     def modality_options(self, name: str) -> ModalityOptions:
         return MODALITIES.get(self.kind or name).Options(**self.options)
@@ -134,17 +140,27 @@ ObjectiveConfig = Annotated[
 ]
 
 
+DigitsModality = Literal["image", "audio", "timeseries", "pointcloud", "video"]
+
+
 class DigitsSource(Strict):
-    """The built-in digits benchmark (scikit-learn 8×8 images + espeak-ng speech)."""
+    """The built-in digits benchmark: scikit-learn 8×8 images and espeak-ng speech, and views of
+    synthetic digits being written (pen trajectories, point clouds, videos of the drawing)."""
 
     type: Literal["digits"] = "digits"
     split: Literal["train", "test"] = "train"
-    modalities: list[Literal["image", "audio"]] = Field(default_factory=lambda: ["image", "audio"])
+    modalities: list[DigitsModality] = Field(default_factory=lambda: ["image", "audio"])
     train_voices: int = 240
     test_voices: int = 60
     image_test_fraction: float = Field(0.3, gt=0, lt=1)
     #: training split only: this many synthetic pen-stroke digits per class join the UCI images
     stroke_images_per_class: int = Field(0, ge=0)
+    #: written digits per class whose views are the `timeseries`, `pointcloud` and `video`
+    #: modalities (one record per drawing, holding each of them that is listed)
+    drawings_per_class: int = Field(300, ge=0)
+    #: put each drawing's own image (its finished last frame) into its record as `image`, to
+    #: bind a new modality to images too (image is then not the UCI digits alone)
+    drawing_images: bool = False
     seed: int = 0
 
 
@@ -178,6 +194,15 @@ class ArraysSource(Strict):
     preprocess: Literal["none", "mnist_to_uci"] = "none"
 
 
+class PenDigitsSource(Strict):
+    """UCI pen-based handwritten digits: rows `x1,y1,…,x8,y8,digit` (a header line optional),
+    eight pen positions on a 0–100 grid in writing order → a (2, 8) series of `modality`."""
+
+    type: Literal["pendigits"] = "pendigits"
+    path: str
+    modality: str = "timeseries"
+
+
 class ShardsSource(Strict):
     """WebDataset tar shards written by `anybind shard`, streamed (never loaded whole)."""
 
@@ -193,7 +218,7 @@ class ShardsSource(Strict):
 
 
 Source = Annotated[
-    DigitsSource | ManifestSource | FolderSource | ArraysSource | ShardsSource,
+    DigitsSource | ManifestSource | FolderSource | ArraysSource | PenDigitsSource | ShardsSource,
     Field(discriminator="type"),
 ]
 
@@ -206,7 +231,14 @@ SECTION_TYPES: dict[str, str] = {
     },
     **{
         get_args(m.model_fields["type"].annotation)[0]: "source"
-        for m in (DigitsSource, ManifestSource, FolderSource, ArraysSource, ShardsSource)
+        for m in (
+            DigitsSource,
+            ManifestSource,
+            FolderSource,
+            ArraysSource,
+            PenDigitsSource,
+            ShardsSource,
+        )
     },
 }
 
@@ -314,6 +346,20 @@ class EvalConfig(Strict):
     max_uniformity_samples: int = 2000
 
 
+class BaseRunConfig(Strict):
+    """The run an extended run was grown from (`anybind extend`): its towers are loaded from
+    there, frozen, and never stored again."""
+
+    #: the base run folder, relative to the extended run's folder (or absolute)
+    path: str
+    #: SHA-256 of the base run's model.safetensors when it was extended
+    weights_sha256: str
+    #: the modalities that come from the base run
+    modalities: list[str] = Field(min_length=1)
+    #: the pairs the base run was trained on (evaluation marks them as trained together)
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
+
+
 class Config(Strict):
     modalities: dict[str, ModalityConfig]
     space: SpaceConfig = Field(default_factory=SpaceConfig)
@@ -322,10 +368,14 @@ class Config(Strict):
     optim: OptimConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    #: set by `anybind extend`: the run whose frozen towers this one is grown from
+    base: BaseRunConfig | None = None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
         names = set(self.modalities)
+        if self.base is not None:
+            self._check_base(names)
         if len(names) < 2:
             raise ValueError("configure at least two modalities to align")
         for name, mod in self.modalities.items():
@@ -357,6 +407,15 @@ class Config(Strict):
             reason = enc_cls.check(enc_opts, mod_opts)
             if reason:
                 raise ValueError(f"modalities.{name}: {reason}")
+            if mod.tuner is not None:
+                mod.tuner = _tuner(mod.tuner, f"modalities.{name}.tuner")
+            if mod.init_from is not None and (
+                self.base is None or mod.init_from not in self.base.modalities
+            ):
+                raise ValueError(
+                    f"modalities.{name}.init_from: '{mod.init_from}' is not a modality of the "
+                    "base run (init_from is for `anybind extend`)"
+                )
         obj = self.objective
         if isinstance(obj, SymileConfig):
             tuple_ = self.symile_modalities()
@@ -371,6 +430,11 @@ class Config(Strict):
             if obj.anchor is not None and obj.anchor not in names:
                 raise ValueError(f"objective.anchor: '{obj.anchor}' is not a configured modality")
         for pair in self.pairs():
+            if self.base is not None and set(pair) <= set(self.base.modalities):
+                raise ValueError(
+                    f"objective.pairs: {list(pair)} are both base modalities, which stay frozen "
+                    "(an extended run trains only its new modalities)"
+                )
             if isinstance(obj, CWCLConfig) and obj.anchor not in pair:
                 raise ValueError(
                     f"objective.pairs: cwcl weights each pair by the anchor '{obj.anchor}', "
@@ -391,11 +455,30 @@ class Config(Strict):
                 )
         return self
 
+    def _check_base(self, names: set[str]) -> None:
+        base = self.base
+        assert base is not None
+        missing = [m for m in base.modalities if m not in names]
+        if missing:
+            raise ValueError(f"base.modalities: {missing} are not configured modalities")
+        for m in base.modalities:
+            mc = self.modalities[m]
+            if not (mc.freeze_encoder and mc.freeze_projection):
+                raise ValueError(f"modalities.{m}: a base modality stays frozen when extending")
+        if self.space.learn_temperature:
+            raise ValueError("space.learn_temperature: the base run's temperature stays frozen")
+        if not set(names) - set(base.modalities):
+            raise ValueError("modalities: an extended run needs a modality beyond its base's")
+
     def symile_modalities(self) -> list[str]:
         """The tuple a Symile objective scores (its `modalities`, default all configured)."""
         obj = self.objective
         listed = obj.modalities if isinstance(obj, SymileConfig) else None
         return list(listed or self.modalities)
+
+    def trained_pairs(self) -> list[tuple[str, str]]:
+        """Every pair trained together: this run's and, for an extended run, its base's."""
+        return [*(self.base.pairs if self.base else []), *self.pairs()]
 
     def pairs(self) -> list[tuple[str, str]]:
         """The modality pairs the objective aligns (for Symile: every pair of its tuple, which
@@ -423,9 +506,25 @@ def _nested(exc: ValidationError, prefix: str) -> str:
     return "; ".join(parts)
 
 
+def _tuner(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """A tower's tuner section with its options validated and filled in."""
+    from anybind.tuners import tuner_options
+
+    if "type" not in raw:
+        raise ValueError(f"{key}.type: name the tuner (lora, ia3, adapter, prompt)")
+    options = {k: v for k, v in raw.items() if k != "type"}
+    try:
+        filled = tuner_options(str(raw["type"]), options, key=key)
+    except ConfigError as exc:
+        raise ValueError(f"{exc.key or key}: {exc.detail}") from None
+    return {"type": raw["type"], **filled.model_dump(mode="json")}
+
+
 def _source_modalities(source: Any) -> list[str]:
     if isinstance(source, DigitsSource):
-        return [*source.modalities, "text"]
+        return [*source.modalities, *(["image"] if source.drawing_images else []), "text"]
+    if isinstance(source, PenDigitsSource):
+        return [source.modality]
     if isinstance(source, FolderSource):
         return [source.modality]
     if isinstance(source, ArraysSource):

@@ -12,6 +12,8 @@ function with `@NAMED_SOURCES.register(name)` here.
   fixed-length window (as it does the synthesised speech, which is made at FSDD's 8 kHz) and
   levels are normalised per utterance (peak scaling before the speech embedding; per-mel-bin CMVN
   in `audio_cnn`, which also removes channel colouring).
+- UCI pendigits (rows `x1,y1,…,x8,y8,digit`): real pen trajectories on the 0–100 grid; the
+  synthetic trajectories of the drawings are made in exactly that format, so nothing is mapped.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from anybind.config.schema import ArraysSource, FolderSource, Source
+from anybind.config.schema import ArraysSource, FolderSource, PenDigitsSource, Source
 from anybind.registry import Registry
 
 
@@ -55,6 +57,11 @@ def mnist_source(path: str) -> Source:
 @named("fsdd", "audio")
 def fsdd_source(path: str) -> Source:
     return FolderSource(path=path, modality="audio", pattern=r"^(?P<label>\d)_", glob="*.wav")
+
+
+@named("pendigits", "timeseries")
+def pendigits_source(path: str) -> Source:
+    return PenDigitsSource(path=path)
 
 
 def named_source(name: str, path: str | Path, *, key: str = "--data") -> tuple[Source, str]:

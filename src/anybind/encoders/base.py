@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from anybind.errors import ConfigError
 from anybind.modalities.base import Modality, ModalityOptions
 from anybind.model_paths import resolve_model_path
 from anybind.options import Options
@@ -45,6 +46,11 @@ class Encoder(nn.Module):
 
     def forward(self, batch: Any) -> torch.Tensor:  # (B, D_enc)
         raise NotImplementedError
+
+    def init_target(self) -> nn.Module:
+        """The part that `init_from` fills with a base modality's encoder weights (this whole
+        encoder; an encoder that runs an image encoder per frame returns that one)."""
+        return self
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named parameter groups, for freezing parts or per-group learning rates."""
@@ -96,3 +102,24 @@ def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> 
 
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder type")
+
+
+# here rather than in the package's __init__, so that an encoder that builds another (a video
+# encoder's per-frame image encoder) can use them without importing the package back
+def encoder_options(
+    raw: dict[str, Any] | EncoderOptions, *, key: str = "encoder"
+) -> EncoderOptions:
+    """Validate a raw encoder config against the Options model of its `type`."""
+    if isinstance(raw, EncoderOptions):
+        return raw
+    if "type" not in raw:
+        raise ConfigError("an encoder needs a 'type'", key=f"{key}.type")
+    cls = ENCODERS.get(raw["type"], key=f"{key}.type")
+    return cls.Options(**raw)
+
+
+def build_encoder(options: EncoderOptions, modality: Modality) -> Encoder:
+    cls = ENCODERS.get(options.type)
+    if modality.name not in cls.modalities:
+        raise ConfigError(f"encoder '{options.type}' takes {cls.modalities}, not '{modality.name}'")
+    return cls(options, modality)

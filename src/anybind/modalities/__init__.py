@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 # importing a modality's file registers it
-from anybind.modalities import audio, image, text  # noqa: F401
+from anybind.modalities import (  # noqa: F401
+    audio,
+    image,
+    pointcloud,
+    text,
+    timeseries,  # noqa: F401
+    video,
+)
 from anybind.modalities.base import MODALITIES, EncodedFile, Modality, ModalityOptions
 
 

@@ -11,6 +11,7 @@ from anybind.config.schema import (
     DigitsSource,
     FolderSource,
     ManifestSource,
+    PenDigitsSource,
     ShardsSource,
     Source,
 )
@@ -61,6 +62,10 @@ def source_records(
                 for m, value in r.values.items():
                     r.values[m] = mnist_to_uci(np.asarray(value)[None])[0]
         return records
+    if isinstance(source, PenDigitsSource):
+        from anybind.data.pendigits import pendigits_records
+
+        return pendigits_records(source.path, source.modality)
     raise TypeError(f"unknown source {source!r}")
 
 
@@ -144,7 +149,7 @@ def cache_policy(sources: list[Source], config: Config) -> str:
     RAM (digits, .npz arrays), none (decode when drawn) when samples are files on disk."""
     if config.data.cache != "auto":
         return config.data.cache
-    in_ram = all(isinstance(s, DigitsSource | ArraysSource) for s in sources)
+    in_ram = all(isinstance(s, DigitsSource | ArraysSource | PenDigitsSource) for s in sources)
     return "memory" if in_ram else "none"
 
 

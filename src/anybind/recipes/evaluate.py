@@ -29,6 +29,7 @@ from anybind.progress import progress_bar
 from anybind.recipes.data import Data
 from anybind.recipes.distributed import ProcessGroup
 from anybind.space import Space
+from anybind.threads import one_blas_thread
 
 Embedded = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -152,10 +153,11 @@ def evaluate_space(
     settings = LoaderSettings.from_config(config.data, next(space.parameters()).device)
     skipped: list[BadSample] | None = [] if skip_bad else None
     group = group or ProcessGroup()
-    emb, labels, count = embed_dataset(
-        space, dataset, config.eval.batch_size, progress and group.main,
-        settings=settings, skipped=skipped, group=group,
-    )  # fmt: skip
+    with one_blas_thread():
+        emb, labels, count = embed_dataset(
+            space, dataset, config.eval.batch_size, progress and group.main,
+            settings=settings, skipped=skipped, group=group,
+        )  # fmt: skip
     class_names = dataset.class_names or config.data.class_names
     skipped_count = int(group.sum(len(skipped or [])))
     report = score_embeddings(
@@ -187,7 +189,7 @@ def score_embeddings(
         "geometry": {},
     }
     text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
-    trained = {frozenset(p) for p in config.pairs()}
+    trained = {frozenset(p) for p in config.trained_pairs()}
 
     if text is not None and class_names:
         for m, (e, rows) in emb.items():

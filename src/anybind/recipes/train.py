@@ -63,7 +63,9 @@ from anybind.recipes.run_folder import (
 from anybind.recipes.train_step import Aligner, augment, forward_backward, to_device
 from anybind.run_status import RunStatus, read_status, write_status
 from anybind.space import Space, save_space
-from anybind.space.io import CONFIG
+from anybind.space.base_run import base_fingerprint
+from anybind.space.io import CONFIG, attach_base, init_from_base
+from anybind.threads import one_blas_thread
 
 #: called after every step (and its checkpoint, if one is due) with the step number: a test hook
 StepHook = Callable[[int], None]
@@ -103,6 +105,7 @@ class Run:
     skipped_at_load: int = 0
     skipped: int = 0  # this rank's samples skipped while training (checkpointed)
     first_skip: str | None = None  # why the first of them was
+    base_fingerprint: str = ""  # an extended run: SHA-256 of its frozen base tensors
     losses: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -203,6 +206,9 @@ def setup(
     seed_everything(config.train.seed)
     device = resolve_device(local_device(config.train.device, group))
     space = Space(config)
+    attach_base(space, out)  # an extended run: its frozen base towers
+    init_from_base(space)  # and new towers that start from a base encoder
+    base_before = base_fingerprint(space)
     skipped = 0
     if data is None:
         data, report = build_dataset(
@@ -245,7 +251,7 @@ def setup(
     optimizer, schedule = build_optimizer(space, objective, config, total)
     run = Run(
         config, out, group, device, space, objective, model, optimizer, schedule, data,
-        batch_size, per_epoch, total, skipped_at_load=skipped,
+        batch_size, per_epoch, total, skipped_at_load=skipped, base_fingerprint=base_before,
     )  # fmt: skip
     if resume:
         restore(run)
@@ -309,7 +315,8 @@ def loop(run: Run, *, skip_bad: bool, progress: bool, after_step: StepHook | Non
     metrics = MetricsLog(run.out, start_step=run.step) if group.main else None
     seen, tick = 0, time.perf_counter()
     fields = "loss {task.fields[loss]:.4f} skipped {task.fields[skipped]}"
-    with progress_bar("samples", disable=not progress, transient=False, fields=fields) as bar:
+    bar_context = progress_bar("samples", disable=not progress, transient=False, fields=fields)
+    with one_blas_thread(), bar_context as bar:
         task = bar.add_task(
             "training", total=run.total * run.batch_size, completed=run.step * run.batch_size,
             loss=float("nan"), skipped=run.skipped,
@@ -433,6 +440,9 @@ def kept_message(run: Run) -> str:
 
 def finish(run: Run) -> TrainSummary:
     run.space.eval()
+    if base_fingerprint(run.space) != run.base_fingerprint:
+        mark(run, "failed", message="the base run's tensors changed while extending it")
+        raise TrainingError(f"{run.out}: the base run's tensors changed while extending it")
     skipped = int(run.group.sum(run.skipped)) + run.skipped_at_load
     wall = time.perf_counter() - run.started
     trained = run.step - (run.resumed_from or 0)

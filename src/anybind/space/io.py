@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from anybind.checkpoint import WEIGHTS, latest_checkpoint, load_weights, save_weights
+from anybind.checkpoint import WEIGHTS, file_sha256, latest_checkpoint, load_weights, save_weights
 from anybind.config import load_config, save_config
 from anybind.errors import AnybindError, IncompleteRunWarning
 from anybind.run_status import RunStatus, require_complete
+from anybind.space.base_run import base_dir, base_keys
 from anybind.space.model import Space
 
 CONFIG = "config.yaml"
@@ -44,6 +45,7 @@ def load_space(
         if not status.complete:
             weights = incomplete_weights(run_dir, status)
     space = Space(load_config(run_dir / CONFIG))
+    attach_base(space, run_dir)
     try:
         state = load_weights(weights or run_dir / WEIGHTS)
         # a checkpoint also holds the objective's parameters
@@ -67,3 +69,48 @@ def incomplete_weights(run_dir: Path, status: RunStatus) -> Path:
         IncompleteRunWarning(f"{run_dir} {status.describe()}: using {which}"), stacklevel=3
     )
     return chosen
+
+
+def attach_base(space: Space, run_dir: Path) -> None:
+    """Copy the base run's tensors into `space` (a no-op for a run that extends nothing)."""
+    base = space.config.base
+    if base is None:
+        return
+    folder = base_dir(run_dir, base)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise AnybindError(f"{run_dir} extends {folder}, which holds no {WEIGHTS}")
+    if file_sha256(weights) != base.weights_sha256:
+        raise AnybindError(
+            f"{run_dir} was extended from other weights than {weights} now holds (SHA-256 "
+            "differs): the base run changed since"
+        )
+    source = load_space(folder).state_dict()
+    own = space.state_dict()
+    for key in base_keys(space):
+        if key not in source or source[key].shape != own[key].shape:
+            raise AnybindError(f"{run_dir}: the base run {folder} has no matching '{key}'")
+    with torch.no_grad():
+        for key in base_keys(space):
+            own[key].copy_(source[key])
+
+
+def init_from_base(space: Space) -> None:
+    """Copy each `init_from` base encoder's weights into the new tower's encoder (its
+    `init_target`, e.g. a video encoder's per-frame image encoder). A tuner attached to the
+    target wraps its layers (peft's `base_layer`), so names are compared without that level."""
+    for name, mc in space.config.modalities.items():
+        if mc.init_from is None:
+            continue
+        source = space.towers[mc.init_from].encoder.state_dict()
+        target = space.towers[name].encoder.init_target()
+        own = {k.replace(".base_layer", ""): v for k, v in target.state_dict().items()}
+        missing = [k for k in source if k not in own or own[k].shape != source[k].shape]
+        if missing:
+            raise AnybindError(
+                f"modalities.{name}.init_from: the encoder of '{mc.init_from}' does not fit "
+                f"this one (no matching {missing[:3]})"
+            )
+        with torch.no_grad():
+            for key, value in source.items():
+                own[key].copy_(value)

@@ -20,6 +20,7 @@ from anybind.encoders import Encoder, build_encoder
 from anybind.errors import AnybindError
 from anybind.modalities import Modality, build_modality
 from anybind.space.projection import build_projection
+from anybind.tuners import Tuner, build_tuner
 
 
 class Tower(nn.Module):
@@ -30,6 +31,7 @@ class Tower(nn.Module):
         self.projection = projection
         self.cache_features = False
         self.frozen = False
+        self.frozen_projection = False
         self._cache: dict[str, torch.Tensor] = {}
 
     def forward(self, batch: Any) -> torch.Tensor:  # (B, D) unit-norm
@@ -49,6 +51,8 @@ class Tower(nn.Module):
         super().train(mode)
         if self.frozen:  # a frozen encoder stays in eval mode (no dropout, fixed BN statistics)
             self.encoder.eval()
+        if self.frozen_projection:
+            self.projection.eval()
         return self
 
 
@@ -73,6 +77,22 @@ class Space(nn.Module):
             torch.tensor(init), requires_grad=config.space.learn_temperature
         )
         self.apply_freezing()
+        self.tuners: dict[str, Tuner] = {}
+        for name, mc in config.modalities.items():
+            if mc.tuner is not None:
+                self.attach_tuner(name, mc.tuner)
+
+    def attach_tuner(self, name: str, section: dict[str, Any]) -> None:
+        """A tower's configured tuner: the encoder stays frozen (and in eval mode); the tuner
+        and, unless frozen, the projection train."""
+        options = {k: v for k, v in section.items() if k != "type"}
+        tuner = build_tuner(section["type"], options, key=f"modalities.{name}.tuner")
+        tower = self.towers[name]
+        tuner.attach(tower)
+        tower.frozen = True
+        for p in tower.projection.parameters():
+            p.requires_grad_(not self.config.modalities[name].freeze_projection)
+        self.tuners[name] = tuner
 
     @property
     def modalities(self) -> dict[str, Modality]:
@@ -86,6 +106,7 @@ class Space(nn.Module):
             for p in tower.projection.parameters():
                 p.requires_grad_(not mc.freeze_projection)
             tower.frozen = mc.freeze_encoder
+            tower.frozen_projection = mc.freeze_projection
             tower.cache_features = mc.freeze_encoder and tower.modality.name == "text"
 
     def logit_scale(self) -> torch.Tensor:
@@ -113,12 +134,20 @@ class Space(nn.Module):
 
     def external_prefixes(self) -> list[str]:
         """State-dict prefixes not stored in run folders: frozen pretrained encoders, which are
-        reloaded from their `path` (saves ~90 MB per checkpoint for MiniLM)."""
-        return [
+        reloaded from their `path` (saves ~90 MB per checkpoint for MiniLM), and in an extended
+        run the base run's towers and logit scale, which are loaded from the base run."""
+        prefixes = [
             f"towers.{name}.encoder."
             for name, mc in self.config.modalities.items()
-            if mc.freeze_encoder and getattr(self.towers[name].encoder, "pretrained", False)
+            # a tuned encoder is stored whole: its tuner lives inside it
+            if mc.freeze_encoder
+            and mc.tuner is None
+            and getattr(self.towers[name].encoder, "pretrained", False)
         ]
+        base = self.config.base
+        if base is not None:
+            prefixes += [f"towers.{m}." for m in base.modalities] + ["log_logit_scale"]
+        return prefixes
 
     def persistent_state(
         self, state: dict[str, torch.Tensor] | None = None

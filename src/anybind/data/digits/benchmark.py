@@ -28,7 +28,28 @@ DIGITS_CAPTIONS = {
         "a voice saying the number {}",
         "a recording of the word {}",
     ],
+    "timeseries": [
+        "the pen trajectory of the digit {}",
+        "someone writing the number {}",
+        "a {} written on a tablet",
+        "the pen moving to write {}",
+    ],
+    "pointcloud": [
+        "a 3d model of the digit {}",
+        "a point cloud of the number {}",
+        "a 3d printed {}",
+        "the shape of a {} in 3d",
+    ],
+    "video": [
+        "a video of someone drawing the digit {}",
+        "a clip of the number {} being written",
+        "an animation of writing {}",
+        "a {} being drawn",
+    ],
 }
+
+#: the modalities made from drawings of digits being written
+DRAWING_MODALITIES = ("timeseries", "pointcloud", "video")
 
 
 def cache_dir() -> Path:
@@ -79,6 +100,40 @@ def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRe
             )
             for w, y, v in zip(waves, labels, voice_idx, strict=True)
         ]
+    records += drawing_records(source)
+    return records
+
+
+def drawing_records(source: DigitsSource) -> list[RawRecord]:
+    """One record per synthetic drawing with each listed drawing view (and its image when
+    `drawing_images`); the train and test splits are drawn from different generators."""
+    wanted = [m for m in DRAWING_MODALITIES if m in source.modalities]
+    if not wanted or not source.drawings_per_class:
+        return []
+    import numpy as np
+
+    from anybind.data.digits import drawings as pen
+
+    split = 0 if source.split == "train" else 1
+    drawn, labels = pen.drawings(source.drawings_per_class, seed=(source.seed, split))
+    records = []
+    for i, (drawing, y) in enumerate(zip(drawn, labels, strict=True)):
+        values: dict[str, object] = {}
+        clip = pen.frames(drawing) if "video" in wanted or source.drawing_images else None
+        if "timeseries" in wanted:
+            values["timeseries"] = pen.trajectory(drawing)
+        if "pointcloud" in wanted:
+            rng = np.random.default_rng((source.seed, split, i))
+            values["pointcloud"] = pen.point_cloud(drawing, rng)
+        if "video" in wanted:
+            values["video"] = clip[:, None]  # (T, 1, 8, 8)
+        if source.drawing_images:
+            values["image"] = clip[-1]
+        records.append(
+            RawRecord(
+                values=values, label=int(y), id=f"drawing-{source.split}-{i}", source="drawings"
+            )
+        )
     return records
 
 

@@ -24,7 +24,7 @@ from anybind.data.digits.images import bitmap_to_uci
 Stroke = list[tuple[float, float]]
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float, turn: float) -> Stroke:
+def ellipse(cx: float, cy: float, rx: float, ry: float, start: float, turn: float) -> Stroke:
     """Points along an ellipse from angle `start` through `turn` radians (clockwise on screen)."""
     angles = start + np.linspace(0.0, turn, 9)
     return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
@@ -34,8 +34,8 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float, turn: flo
 # fmt: off
 SKELETONS: dict[int, list[list[Stroke]]] = {
     0: [
-        [_ellipse(0.5, 0.5, 0.32, 0.48, -np.pi / 2, 2.1 * np.pi)],
-        [_ellipse(0.5, 0.5, 0.4, 0.48, -2.2, 2.05 * np.pi)],
+        [ellipse(0.5, 0.5, 0.32, 0.48, -np.pi / 2, 2.1 * np.pi)],
+        [ellipse(0.5, 0.5, 0.4, 0.48, -2.2, 2.05 * np.pi)],
     ],
     1: [
         [[(0.5, 0.0), (0.5, 1.0)]],
@@ -80,15 +80,15 @@ SKELETONS: dict[int, list[list[Stroke]]] = {
     8: [
         [[(0.52, 0.48), (0.2, 0.28), (0.32, 0.02), (0.7, 0.03), (0.8, 0.28), (0.5, 0.5),
           (0.15, 0.75), (0.3, 1.0), (0.72, 1.0), (0.85, 0.75), (0.52, 0.48)]],
-        [_ellipse(0.5, 0.25, 0.26, 0.25, 0.0, 2.05 * np.pi),
-         _ellipse(0.5, 0.74, 0.34, 0.26, 0.0, 2.05 * np.pi)],
+        [ellipse(0.5, 0.25, 0.26, 0.25, 0.0, 2.05 * np.pi),
+         ellipse(0.5, 0.74, 0.34, 0.26, 0.0, 2.05 * np.pi)],
     ],
     9: [
-        [_ellipse(0.45, 0.28, 0.32, 0.27, 0.0, 2.05 * np.pi), [(0.77, 0.28), (0.72, 1.0)]],
-        [_ellipse(0.45, 0.28, 0.32, 0.27, 0.0, 2.05 * np.pi),
+        [ellipse(0.45, 0.28, 0.32, 0.27, 0.0, 2.05 * np.pi), [(0.77, 0.28), (0.72, 1.0)]],
+        [ellipse(0.45, 0.28, 0.32, 0.27, 0.0, 2.05 * np.pi),
          [(0.77, 0.28), (0.75, 0.72), (0.5, 1.0), (0.22, 0.9)]],
-        [_ellipse(0.5, 0.3, 0.3, 0.28, 0.3, 2.0 * np.pi), [(0.8, 0.3), (0.5, 1.0)]],
-        [_ellipse(0.42, 0.22, 0.28, 0.2, 0.0, 2.05 * np.pi), [(0.7, 0.22), (0.6, 0.6), (0.5, 1.0)]],
+        [ellipse(0.5, 0.3, 0.3, 0.28, 0.3, 2.0 * np.pi), [(0.8, 0.3), (0.5, 1.0)]],
+        [ellipse(0.42, 0.22, 0.28, 0.2, 0.0, 2.05 * np.pi), [(0.7, 0.22), (0.6, 0.6), (0.5, 1.0)]],
     ],
 }
 # fmt: on
@@ -97,7 +97,7 @@ _CANVAS = 64
 _BOX = 30  # the unit box spans this many pixels: room for warp, jitter and pen inside the canvas
 
 
-def _spline(points: np.ndarray, samples: int = 60) -> np.ndarray:
+def spline(points: np.ndarray, samples: int = 60) -> np.ndarray:
     """A smooth curve through the control points (straight line for two points)."""
     if len(points) < 3:
         t = np.linspace(0.0, 1.0, samples)[:, None]
@@ -158,7 +158,7 @@ def _draw_once(digit: int, rng: np.random.Generator) -> np.ndarray:
             if key not in moved:
                 moved[key] = np.array([x, y]) + rng.normal(0.0, jitter, 2)
             pts.append(moved[key])
-        curve = _spline(np.array(pts))
+        curve = spline(np.array(pts))
         xy = np.stack(
             [
                 (_CANVAS - width) / 2 + curve[:, 0] * width,
