@@ -262,9 +262,11 @@ def search(
     to: str,
     k: int = 10,
     adapter: str | Path | None = None,
+    file_modality: str | None = None,
 ) -> list[dict[str, Any]]:
     """`anybind search` as a function: the k nearest items of modality `to` for each query
-    (texts, and files of any modality the space has); one result per query, in order."""
+    (texts, and files of any modality the space has); one result per query, in order.
+    `file_modality` says which modality the files are when several read their suffix."""
     from anybind.search.engine import Searcher
 
     searcher = Searcher.for_run(run_dir, index, adapter=adapter)
@@ -272,7 +274,7 @@ def search(
     for f in map(Path, files):
         if not f.is_file():
             raise AnybindError(f"query file not found: {f}")
-        modality = searcher.modality_for_suffix(f.suffix)
+        modality = searcher.modality_for_suffix(f.suffix, file_modality)
         if modality is None:
             raise AnybindError(f"{f}: no modality of the space reads '{f.suffix}' files")
         queries.append((modality, str(f), str(f)))

@@ -273,3 +273,41 @@ def test_a_new_tower_can_start_from_a_base_encoder_with_lora(base, tmp_path):
     from anybind.api import load_run
 
     assert load_run(out).evaluate()["zero_shot"]["sketch"]["top1"] > 0.8
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"type": "siglip"},
+        {"type": "cwcl", "anchor": "text"},
+        {"type": "symile"},
+    ],
+)
+def test_any_objective_can_bind(base, tmp_path, objective):
+    """The binding objective is any of the toolkit's; the base stays bit-identical and the new
+    tower learns (a flipped loss would not)."""
+    from anybind.api import load_run
+
+    before = file_hashes(base / "run")
+    ext = extension(base / "pen.npz", base / "pen-heldout.npz", steps=60, objective=objective)
+    config = extended_config(base / "run", ext, tmp_path / "o")
+    expected = [("pen", "text")]
+    assert config.pairs() == expected
+    anybind_extend = __import__("anybind").extend
+    anybind_extend(base / "run", ext, tmp_path / "o")
+    assert file_hashes(base / "run") == before
+    assert load_run(tmp_path / "o").evaluate()["zero_shot"]["pen"]["top1"] > 0.6
+
+
+def test_the_extended_run_embeds_indexes_and_searches(base, extended, tmp_path):
+    """Text queries find pen trajectories of the named digit through the extended run."""
+    import anybind
+    from anybind.config.schema import ArraysSource
+
+    out, _ = extended
+    held_out = ArraysSource(path=str(base / "pen-heldout.npz"), keys={"pen": "series"})
+    anybind.embed(out, [held_out], tmp_path / "emb")
+    anybind.index(tmp_path / "emb", kind="flat")
+    hits = anybind.search(out, tmp_path / "emb", text=["a picture of two"], to="pen", k=5)
+    labels = [h["label"] for h in hits[0]["hits"]]
+    assert len(labels) == 5 and labels.count("two") >= 4, labels

@@ -378,3 +378,34 @@ def test_training_from_the_saved_config_names_the_missing_data(run: Path, tmp_pa
 
     with pytest.raises(AnybindError, match=TRAINING_PLACEHOLDER):
         train(run / "config.yaml", tmp_path / "trained", progress=False)
+
+
+def test_the_init_run_can_be_extended_with_a_new_modality(
+    run: Path, target: tuple[Path, torch.Tensor, np.ndarray], tmp_path: Path
+) -> None:
+    """A pen-like series bound to the frozen CLIP text tower: the CLIP towers stay CLIP's."""
+    from anybind.recipes.extend import extend
+
+    _, images, labels = target
+    series = np.stack([np.full((2, 8), 10.0 * y) + np.arange(8) for y in labels])
+    captions = np.array([f"a photo of a {CLASSES[y]}" for y in labels])
+    np.savez(tmp_path / "series.npz", series=series, labels=labels, captions=captions)
+    extension = {
+        "modalities": {
+            "series": {
+                "kind": "timeseries",
+                "options": {"channels": 2, "length": 8, "scale": 100.0},
+                "encoder": {"type": "series_cnn", "width": 8, "stages": 1},
+            }
+        },
+        "data": {"train": [{"type": "arrays", "path": str(tmp_path / "series.npz"),
+                            "keys": {"series": "series", "text": "captions"}}]},
+        "optim": {"steps": 3, "batch_size": 8, "warmup_steps": 1},
+    }  # fmt: skip
+    extend(run, extension, tmp_path / "grown", progress=False)
+    base, grown = load_space(run), load_space(tmp_path / "grown")
+    with torch.no_grad():
+        assert torch.equal(base.embed("image", images[:4]), grown.embed("image", images[:4]))
+        assert torch.equal(base.embed("text", ["a cat"]), grown.embed("text", ["a cat"]))
+    assert grown.logit_scale() == base.logit_scale()
+    assert grown.embed("series", torch.zeros(1, 3, 8)).shape == (1, 16)

@@ -85,12 +85,15 @@ def search_command(
     k: int = typer.Option(10, "-k", min=1, max=1000, help="Results per query."),
     adapter: Path = typer.Option(None, "--adapter", help="Query with this adapter applied."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    file_modality: str = typer.Option(
+        None, "--modality", help="The modality of the --file queries, when several read it."
+    ),
 ) -> None:
     """Search any modality of an embedded collection with text or files of any modality."""
     from anybind.api import search
 
     results = search(run_dir, index, text=text or [], files=files or [], to=to, k=k,
-                     adapter=adapter)  # fmt: skip
+                     adapter=adapter, file_modality=file_modality)  # fmt: skip
     if json_out:
         typer.echo(json.dumps(results, indent=2))
         return

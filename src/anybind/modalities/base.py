@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
@@ -89,6 +90,36 @@ class Modality(ABC):
         if isinstance(raw, Path):
             return True
         return isinstance(raw, str) and Path(raw).suffix.lower() in self.file_suffixes
+
+
+#: decodes a file's bytes: (opener of the binary file, its lower-case suffix, source) → value
+FileDecoder = Callable[[Callable[[], BinaryIO], str, str], Any]
+
+
+def read_input(
+    modality: Modality,
+    raw: Any,
+    source: str | None,
+    what: str,
+    decode: FileDecoder,
+) -> tuple[Any, str | None]:
+    """The usual `load` dispatch: a tar-shard member or a path on disk goes through `decode`,
+    an inline array/list becomes a numeric array, anything else is a DataError. Returns the
+    value and the source to name in later messages (a path names itself)."""
+    if isinstance(raw, EncodedFile):
+        name = source or raw.name
+        return decode(raw.open, raw.suffix, name), name
+    if modality.is_path(raw):
+        path = Path(raw)
+        name = source or str(raw)
+        if not path.is_file():
+            raise DataError(f"{what} file not found", path=name)
+        return decode(lambda: path.open("rb"), path.suffix.lower(), name), name
+    if isinstance(raw, np.ndarray | torch.Tensor | list | tuple):
+        return numeric_array(raw, source, f"a {what}"), source
+    raise DataError(
+        f"a {what} must be a file path or an array, got {type(raw).__name__}", path=source
+    )
 
 
 def numeric_array(raw: Any, source: str | None, what: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, BinaryIO, Literal
 
 import numpy as np
@@ -37,11 +37,11 @@ from pydantic import Field, model_validator
 from anybind.errors import DataError
 from anybind.modalities.base import (
     MODALITIES,
-    EncodedFile,
     Modality,
     ModalityOptions,
     check_finite,
     numeric_array,
+    read_input,
 )
 from anybind.options import Size
 
@@ -91,23 +91,12 @@ class PointCloudModality(Modality):
         return 3 + self.options.features
 
     def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
-        if isinstance(raw, EncodedFile):
-            array = self._decode(raw.open(), raw.suffix, source or raw.name)
-        elif self.is_path(raw):
-            source = source or str(raw)
-            path = Path(raw)
-            if not path.is_file():
-                raise DataError("point-cloud file not found", path=source)
-            with path.open("rb") as f:
-                array = self._decode(f, path.suffix.lower(), source)
-        elif isinstance(raw, np.ndarray | torch.Tensor | list | tuple):
-            array = numeric_array(raw, source, "a point cloud")
-        else:
-            raise DataError(
-                f"a point cloud must be a file path or an array, got {type(raw).__name__}",
-                path=source,
-            )
+        array, source = read_input(self, raw, source, "point cloud", self._read)
         return self._to_tensor(array, source)
+
+    def _read(self, opener: Callable[[], BinaryIO], suffix: str, source: str) -> np.ndarray:
+        with opener() as f:
+            return self._decode(f, suffix, source)
 
     def sample_indices(self, n: int) -> np.ndarray:
         """Which of n points (in input order) stride subsampling or cyclic padding keeps."""

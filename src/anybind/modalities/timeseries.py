@@ -12,8 +12,9 @@ what one wants).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import io
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -21,11 +22,10 @@ import torch
 from anybind.errors import DataError
 from anybind.modalities.base import (
     MODALITIES,
-    EncodedFile,
     Modality,
     ModalityOptions,
     check_finite,
-    numeric_array,
+    read_input,
 )
 from anybind.options import Fraction, Positive, Size
 
@@ -57,22 +57,7 @@ class TimeseriesModality(Modality):
     options: TimeseriesOptions
 
     def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
-        if isinstance(raw, EncodedFile):
-            array = self._decode(raw.open(), raw.suffix, source or raw.name)
-        elif self.is_path(raw):
-            source = source or str(raw)
-            path = Path(raw)
-            if not path.is_file():
-                raise DataError("time-series file not found", path=source)
-            with path.open("rb") as f:
-                array = self._decode(f, path.suffix.lower(), source)
-        elif isinstance(raw, np.ndarray | torch.Tensor | list | tuple):
-            array = numeric_array(raw, source, "a time series")
-        else:
-            raise DataError(
-                f"a time series must be a file path or an array, got {type(raw).__name__}",
-                path=source,
-            )
+        array, source = read_input(self, raw, source, "time series", self._decode)
         return self._to_tensor(array, source)
 
     def _to_tensor(self, array: np.ndarray, source: str | None) -> torch.Tensor:
@@ -99,12 +84,14 @@ class TimeseriesModality(Modality):
         out[-1, :n] = 1.0
         return torch.from_numpy(out)
 
-    def _decode(self, f: Any, suffix: str, source: str) -> np.ndarray:
+    def _decode(self, opener: Callable[[], BinaryIO], suffix: str, source: str) -> np.ndarray:
         try:
+            with opener() as f:
+                data = f.read()
             if suffix == ".npy":
-                array = np.load(f, allow_pickle=False)
+                array = np.load(io.BytesIO(data), allow_pickle=False)
             else:
-                text = f.read().decode("utf-8")
+                text = data.decode("utf-8")
                 rows = [r for r in text.splitlines() if r.strip()]
                 array = np.array(
                     [[float(v) for v in r.split(",")] for r in rows], dtype=np.float64

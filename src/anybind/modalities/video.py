@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import av
@@ -36,11 +35,11 @@ from pydantic import model_validator
 from anybind.errors import DataError
 from anybind.modalities.base import (
     MODALITIES,
-    EncodedFile,
     Modality,
     ModalityOptions,
     check_finite,
     numeric_array,
+    read_input,
 )
 from anybind.modalities.image import MAX_PIXELS, _require_small_npy
 from anybind.options import Size
@@ -91,20 +90,9 @@ class VideoModality(Modality):
     options: VideoOptions
 
     def load(self, raw: Any, *, source: str | None = None) -> torch.Tensor:
-        if isinstance(raw, EncodedFile):
-            frames = self._decode(raw.open, raw.suffix, source or raw.name)
-        elif self.is_path(raw):
-            source = source or str(raw)
-            path = Path(raw)
-            if not path.is_file():
-                raise DataError("video file not found", path=source)
-            frames = self._decode(lambda: path.open("rb"), path.suffix.lower(), source)
-        elif isinstance(raw, np.ndarray | torch.Tensor | list | tuple):
-            frames = self._select(numeric_array(raw, source, "a video"), source)
-        else:
-            raise DataError(
-                f"a video must be a file path or an array, got {type(raw).__name__}", path=source
-            )
+        frames, source = read_input(self, raw, source, "video", self._decode)
+        if not self.is_file(raw):  # an inline array of every frame: take the sampled ones
+            frames = self._select(frames, source)
         return self._to_tensor(frames, source)
 
     def sample_indices(self, n: int) -> np.ndarray:

@@ -86,7 +86,7 @@ class MetricsLog:
 #: the packages whose versions can move a run's numbers (kernels, resampling, tokenisers)
 ENVIRONMENT_PACKAGES = (
     "torch", "numpy", "scipy", "transformers", "tokenizers", "safetensors", "soundfile",
-    "scikit-learn", "pillow", "peft", "espeakng-loader", "onnx",
+    "scikit-learn", "pillow", "peft", "espeakng-loader", "onnx", "av", "plyfile", "threadpoolctl",
 )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from anybind.checkpoint import WEIGHTS, file_sha256
-from anybind.errors import AnybindError
+from anybind.errors import AnybindError, DataError
 from anybind.modalities.base import EncodedFile
 from anybind.search.index import load_index
 from anybind.search.store import EmbeddedCollection
@@ -86,12 +86,28 @@ class Searcher:
                 return name
         raise AnybindError("the space has no text tower: search with a file")
 
-    def modality_for_suffix(self, suffix: str) -> str | None:
-        """The tower whose modality reads files with this suffix, if any."""
-        for name, tower in self.space.towers.items():
-            if suffix.lower() in tower.modality.file_suffixes:
-                return name
-        return None
+    def modality_for_suffix(self, suffix: str, requested: str | None = None) -> str | None:
+        """The tower whose modality reads files with this suffix (None if no tower does). When
+        several do (`.npy`: image, video, point cloud), `requested` must say which; a DataError
+        says so otherwise, or when the requested tower does not read the suffix."""
+        readers = [
+            name
+            for name, tower in self.space.towers.items()
+            if suffix.lower() in tower.modality.file_suffixes
+        ]
+        if requested is not None:
+            if requested not in self.space.towers:
+                known = ", ".join(self.space.towers)
+                raise DataError(f"this space has no modality '{requested}' (it has {known})")
+            if requested not in readers:
+                raise DataError(f"the {requested} modality does not read '{suffix}' files")
+            return requested
+        if len(readers) > 1:
+            raise DataError(
+                f"'{suffix}' files are read by {', '.join(readers)}: say which modality the "
+                "file is"
+            )
+        return readers[0] if readers else None
 
     def decode(self, modality: str, raw: Any) -> Any:
         """One raw query value (a string, a file path, an uploaded file, an array) decoded and

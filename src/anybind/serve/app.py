@@ -24,7 +24,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from anybind.errors import AnybindError
+from anybind.errors import AnybindError, DataError
 from anybind.modalities.base import EncodedFile
 from anybind.search.engine import Searcher
 from anybind.serve.batcher import Batcher
@@ -202,7 +202,13 @@ async def _upload(request: Request, searcher: Searcher) -> tuple[str, EncodedFil
     if not data:
         raise HTTPException(422, f"the uploaded file '{name}' is empty")
     file = EncodedFile(data, name)
-    modality = searcher.modality_for_suffix(file.suffix)
+    requested = form.get("modality")
+    try:
+        modality = searcher.modality_for_suffix(
+            file.suffix, requested if isinstance(requested, str) and requested else None
+        )
+    except DataError as exc:
+        raise HTTPException(422, str(exc)) from None
     if modality is None:
         raise HTTPException(415, f"no modality of the space reads '{file.suffix or name}' files")
     return modality, file, form

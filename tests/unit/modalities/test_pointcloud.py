@@ -167,7 +167,7 @@ def test_bad_inputs_are_data_errors_naming_the_file(tmp_path: Path) -> None:
             cloud.load(raw, source=source)
         return str(info.value)
 
-    assert error(str(tmp_path / "missing.ply")).endswith("missing.ply): point-cloud file not found")
+    assert error(str(tmp_path / "missing.ply")).endswith("missing.ply): point cloud file not found")
     (tmp_path / "four.xyz").write_text("1 2 3 4\n5 6 7 8\n")
     assert "expected shape (points, 3)" in error(tmp_path / "four.xyz")
     assert "four.xyz" in error(tmp_path / "four.xyz")

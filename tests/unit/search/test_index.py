@@ -51,3 +51,27 @@ def test_recall_counts_equal_scores_as_hits() -> None:
     assert recall_at(found, scores, np.array([0.8])) == 1.0  # 4 ties the exact 2nd score
     assert recall_at(found, scores, np.array([0.85])) == 0.5
     assert recall_at(np.array([[3, -1]]), scores, np.array([0.8])) == 0.5  # -1: no result
+
+
+def test_a_suffix_several_modalities_read_needs_the_modality_said():
+    from types import SimpleNamespace
+
+    from anybind.errors import DataError
+    from anybind.modalities import build_modality
+    from anybind.search.engine import Searcher
+
+    towers = {
+        name: SimpleNamespace(modality=build_modality(kind))
+        for name, kind in (("image", "image"), ("video", "video"), ("text", "text"))
+    }
+    fake = SimpleNamespace(space=SimpleNamespace(towers=towers))
+    assert Searcher.modality_for_suffix(fake, ".png") == "image"  # type: ignore[arg-type]
+    assert Searcher.modality_for_suffix(fake, ".mp4") == "video"  # type: ignore[arg-type]
+    assert Searcher.modality_for_suffix(fake, ".exe") is None  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="read by image, video"):
+        Searcher.modality_for_suffix(fake, ".npy")  # type: ignore[arg-type]
+    assert Searcher.modality_for_suffix(fake, ".NPY", "video") == "video"  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="does not read"):
+        Searcher.modality_for_suffix(fake, ".mp4", "image")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="no modality 'audio'"):
+        Searcher.modality_for_suffix(fake, ".npy", "audio")  # type: ignore[arg-type]
