@@ -104,8 +104,7 @@ class Searcher:
             return requested
         if len(readers) > 1:
             raise DataError(
-                f"'{suffix}' files are read by {', '.join(readers)}: say which modality the "
-                "file is"
+                f"'{suffix}' files are read by {', '.join(readers)}: say which modality the file is"
             )
         return readers[0] if readers else None
 
