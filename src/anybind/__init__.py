@@ -42,3 +42,17 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     raise AttributeError(f"module 'anybind' has no attribute {name!r}")
+
+
+# `anybind.search` names both the API function and the subpackage `anybind.search` (the search
+# engine). Importing a submodule sets its parent's attribute only the first time it is loaded:
+# load the (light) subpackage here, then bind the function, so that `anybind.search(...)` is
+# the function however the subpackage is imported later.
+import anybind.search as _search_package  # noqa: E402, F401
+
+
+def search(*args: Any, **kwargs: Any) -> Any:
+    """`anybind search` as a function (see `anybind.api.search`)."""
+    from anybind import api
+
+    return api.search(*args, **kwargs)

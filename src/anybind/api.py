@@ -66,6 +66,36 @@ class Run:
             out.append(tower(batch.to(device) if isinstance(batch, torch.Tensor) else batch))
         return torch.cat(out).float().cpu() if out else torch.empty(0, self.config.space.dim)
 
+    @torch.no_grad()
+    def embed_joint(self, inputs: dict[str, Sequence[Any | None]]) -> torch.Tensor:
+        """One joint embedding per sample from the fusion module of the run: `inputs` maps
+        fused modalities to equally long lists whose entries may be None (absent in that
+        sample); every sample needs one present input. (N, D) unit-norm."""
+        fusion = self.config.fusion
+        if fusion is None:
+            raise AnybindError("this run has no fusion module (add one with `anybind extend`)")
+        unknown = [m for m in inputs if m not in fusion.modalities]
+        lengths = {len(v) for v in inputs.values()}
+        if unknown or len(lengths) != 1:
+            raise DataError(
+                f"give lists of equal length for the fused modalities {fusion.modalities}"
+                + (f" (not {unknown})" if unknown else "")
+            )
+        n = lengths.pop()
+        features, masks = {}, {}
+        for m, values in inputs.items():
+            mask = torch.tensor([v is not None for v in values], dtype=torch.bool)
+            full = torch.zeros(n, self.config.space.dim)
+            if bool(mask.any()):
+                full[mask] = self.embed(m, [v for v in values if v is not None])
+            features[m], masks[m] = full.to(next(self.space.parameters()).device), mask
+        joint, has = self.space.fuse(
+            features, {m: k.to(features[m].device) for m, k in masks.items()}
+        )
+        if not bool(has.all()):
+            raise DataError(f"sample {int((~has).nonzero()[0])} has none of {fusion.modalities}")
+        return joint.float().cpu()
+
     def similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarity (the logits the space was trained with): (Na, Nb)."""
         return self.space.similarity(a, b).detach()

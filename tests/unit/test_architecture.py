@@ -139,4 +139,4 @@ def test_every_plugin_kind_is_one_registry_whose_names_match():
     objective_types = {t for t, kind in SECTION_TYPES.items() if kind == "objective"}
     assert set(OBJECTIVES) == objective_types == {"infonce", "siglip", "cwcl", "symile"}
     assert set(METHODS) >= {"linear-probe", "tent", "self-train", "lora"}
-    assert set(NAMED_SOURCES) == {"mnist", "fsdd", "pendigits"}
+    assert set(NAMED_SOURCES) == {"mnist", "fsdd", "pendigits", "avdigits"}

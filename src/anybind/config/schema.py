@@ -158,10 +158,19 @@ class DigitsSource(Strict):
     #: written digits per class whose views are the `timeseries`, `pointcloud` and `video`
     #: modalities (one record per drawing, holding each of them that is listed)
     drawings_per_class: int = Field(300, ge=0)
+    #: pair each speech clip with an image of the same digit (a seeded draw) in one record, so
+    #: the two modalities of a sample can be fused; needs image and audio in `modalities`
+    paired: bool = False
     #: put each drawing's own image (its finished last frame) into its record as `image`, to
     #: bind a new modality to images too (image is then not the UCI digits alone)
     drawing_images: bool = False
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _pairs_need_both(self) -> DigitsSource:
+        if self.paired and not {"image", "audio"} <= set(self.modalities):
+            raise ValueError("paired: needs image and audio in modalities")
+        return self
 
 
 class ManifestSource(Strict):
@@ -203,6 +212,16 @@ class PenDigitsSource(Strict):
     modality: str = "timeseries"
 
 
+class AVDigitsSource(Strict):
+    """Real MNIST images each paired with a real FSDD recording of the same digit
+    (anybind.data.av_digits: the seeded pairing rule)."""
+
+    type: Literal["av_digits"] = "av_digits"
+    #: the folder holding mnist/mnist-test-first5000.npz and fsdd/recordings
+    path: str
+    seed: int = 0
+
+
 class ShardsSource(Strict):
     """WebDataset tar shards written by `anybind shard`, streamed (never loaded whole)."""
 
@@ -218,7 +237,13 @@ class ShardsSource(Strict):
 
 
 Source = Annotated[
-    DigitsSource | ManifestSource | FolderSource | ArraysSource | PenDigitsSource | ShardsSource,
+    DigitsSource
+    | ManifestSource
+    | FolderSource
+    | ArraysSource
+    | PenDigitsSource
+    | AVDigitsSource
+    | ShardsSource,
     Field(discriminator="type"),
 ]
 
@@ -237,6 +262,7 @@ SECTION_TYPES: dict[str, str] = {
             FolderSource,
             ArraysSource,
             PenDigitsSource,
+            AVDigitsSource,
             ShardsSource,
         )
     },
@@ -346,6 +372,35 @@ class EvalConfig(Strict):
     max_uniformity_samples: int = 2000
 
 
+class FusionConfig(Strict):
+    """One joint embedding per sample from any non-empty subset of `modalities`
+    (anybind.space.fusion); objectives and evaluation see it as the modality `name`."""
+
+    type: Literal["mean", "transformer"] = "mean"
+    modalities: list[str] = Field(min_length=2)
+    name: str = "joint"
+    layers: Size = 1
+    heads: Size = 4
+    #: modality dropout in training: the probability of hiding each modality from the fusion
+    #: (per sample; a sample always keeps one of its modalities)
+    dropout: dict[str, Fraction] = Field(default_factory=dict)
+
+
+class PredictorConfig(Strict):
+    """Networks that predict each of `modalities`' embedding from the others present
+    (anybind.space.predictor); their outputs are the modalities `{m}_predicted`."""
+
+    modalities: list[str] = Field(min_length=2)
+    #: `mlp`: a residual MLP per target (sample-dependent); `shift`: a learned constant per
+    #: target (only the gap between the modalities' regions: robust to a shift of domain)
+    #: `codebook`: attention over `hidden` learned (key, value) prototypes; `anchor`: the class
+    #: posterior against the anchor's class prompts weights learned per-class values
+    kind: Literal["mlp", "shift", "codebook", "anchor"] = "mlp"
+    hidden: Size = 512
+    #: `anchor` only: also learn the per-class values (else only the posterior's sharpness)
+    learn_values: bool = False
+
+
 class BaseRunConfig(Strict):
     """The run an extended run was grown from (`anybind extend`): its towers are loaded from
     there, frozen, and never stored again."""
@@ -370,12 +425,18 @@ class Config(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     #: set by `anybind extend`: the run whose frozen towers this one is grown from
     base: BaseRunConfig | None = None
+    fusion: FusionConfig | None = None
+    predictor: PredictorConfig | None = None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
         names = set(self.modalities)
         if self.base is not None:
             self._check_base(names)
+        if self.fusion is not None:
+            names |= {self._check_fusion(names)}
+        if self.predictor is not None:
+            names |= set(self._check_predictor(names))
         if len(names) < 2:
             raise ValueError("configure at least two modalities to align")
         for name, mod in self.modalities.items():
@@ -455,6 +516,40 @@ class Config(Strict):
                 )
         return self
 
+    def _check_fusion(self, names: set[str]) -> str:
+        """The fusion's checks; its `name` (a modality for the objective and evaluation)."""
+        fusion = self.fusion
+        assert fusion is not None
+        if fusion.name in names:
+            raise ValueError(f"fusion.name: '{fusion.name}' is already a configured modality")
+        unknown = [m for m in [*fusion.modalities, *fusion.dropout] if m not in names]
+        if unknown:
+            raise ValueError(f"fusion.modalities: {unknown} are not configured modalities")
+        if len(set(fusion.modalities)) != len(fusion.modalities):
+            raise ValueError("fusion.modalities: a modality is listed twice")
+        if fusion.type == "transformer" and self.space.dim % fusion.heads:
+            raise ValueError(f"fusion.heads: {fusion.heads} does not divide space.dim")
+        if self.optim.micro_batches > 1:
+            raise ValueError("optim.micro_batches: not with a fusion module yet")
+        return fusion.name
+
+    def _check_predictor(self, names: set[str]) -> list[str]:
+        """The predictor's checks; the names of its predicted modalities."""
+        predictor = self.predictor
+        assert predictor is not None
+        unknown = [m for m in predictor.modalities if m not in names]
+        if unknown:
+            raise ValueError(f"predictor.modalities: {unknown} are not configured modalities")
+        predicted = [f"{m}_predicted" for m in predictor.modalities]
+        taken = [p for p in predicted if p in names]
+        if taken:
+            raise ValueError(f"predictor: {taken} are already configured modalities")
+        if self.optim.micro_batches > 1:
+            raise ValueError("optim.micro_batches: not with a predictor yet")
+        if predictor.kind == "anchor" and not self.data.class_names:
+            raise ValueError("predictor.kind: 'anchor' needs data.class_names")
+        return predicted
+
     def _check_base(self, names: set[str]) -> None:
         base = self.base
         assert base is not None
@@ -467,8 +562,10 @@ class Config(Strict):
                 raise ValueError(f"modalities.{m}: a base modality stays frozen when extending")
         if self.space.learn_temperature:
             raise ValueError("space.learn_temperature: the base run's temperature stays frozen")
-        if not set(names) - set(base.modalities):
-            raise ValueError("modalities: an extended run needs a modality beyond its base's")
+        if not set(names) - set(base.modalities) and self.fusion is None and not self.predictor:
+            raise ValueError(
+                "modalities: an extended run needs a modality beyond its base's, or a fusion"
+            )
 
     def symile_modalities(self) -> list[str]:
         """The tuple a Symile objective scores (its `modalities`, default all configured)."""
@@ -525,6 +622,8 @@ def _source_modalities(source: Any) -> list[str]:
         return [*source.modalities, *(["image"] if source.drawing_images else []), "text"]
     if isinstance(source, PenDigitsSource):
         return [source.modality]
+    if isinstance(source, AVDigitsSource):
+        return ["image", "audio"]
     if isinstance(source, FolderSource):
         return [source.modality]
     if isinstance(source, ArraysSource):

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from anybind.config.schema import ArraysSource, FolderSource, PenDigitsSource, Source
+from anybind.config.schema import (
+    ArraysSource,
+    AVDigitsSource,
+    FolderSource,
+    PenDigitsSource,
+    Source,
+)
 from anybind.registry import Registry
 
 
@@ -62,6 +68,12 @@ def fsdd_source(path: str) -> Source:
 @named("pendigits", "timeseries")
 def pendigits_source(path: str) -> Source:
     return PenDigitsSource(path=path)
+
+
+@named("avdigits", "image")
+def av_digits_source(path: str) -> Source:
+    """`avdigits:SHARED` — the folder holding mnist/ and fsdd/."""
+    return AVDigitsSource(path=path)
 
 
 def named_source(name: str, path: str | Path, *, key: str = "--data") -> tuple[Source, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from anybind.config.schema import (
     ArraysSource,
+    AVDigitsSource,
     Config,
     DigitsSource,
     FolderSource,
@@ -62,6 +63,10 @@ def source_records(
                 for m, value in r.values.items():
                     r.values[m] = mnist_to_uci(np.asarray(value)[None])[0]
         return records
+    if isinstance(source, AVDigitsSource):
+        from anybind.data.av_digits import av_digits_records
+
+        return av_digits_records(source.path, source.seed)
     if isinstance(source, PenDigitsSource):
         from anybind.data.pendigits import pendigits_records
 
@@ -149,7 +154,10 @@ def cache_policy(sources: list[Source], config: Config) -> str:
     RAM (digits, .npz arrays), none (decode when drawn) when samples are files on disk."""
     if config.data.cache != "auto":
         return config.data.cache
-    in_ram = all(isinstance(s, DigitsSource | ArraysSource | PenDigitsSource) for s in sources)
+    in_ram = all(
+        isinstance(s, DigitsSource | ArraysSource | PenDigitsSource | AVDigitsSource)
+        for s in sources
+    )
     return "memory" if in_ram else "none"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler
 
-from anybind.config.schema import Source
+from anybind.config.schema import Config, Source
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import BadSample
 from anybind.data.loader import LoaderSettings, batches, make_loader
@@ -72,7 +72,8 @@ def embed_dataset(
     group = group or ProcessGroup()
     device = next(space.parameters()).device
     loader, total = eval_loader(dataset, batch_size, settings or LoaderSettings(), group)
-    chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in space.towers}
+    names = [*space.towers, *derived_names(space.config)]
+    chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in names}
     seen_rows, seen_labels = [], []
     seen = 0
     with progress_bar("samples", disable=not progress) as bar:
@@ -87,11 +88,21 @@ def embed_dataset(
             seen += len(batch["index"]) + len(batch["bad"])
             seen_rows.append(index)
             seen_labels.append(batch["label"])
+            full: dict[str, torch.Tensor] = {}
             for name, tower in space.towers.items():
                 present = tower_inputs(batch, name, device)
                 if present is not None:
                     rows, data = present
-                    chunks[name].append((tower(data).float().cpu(), index[rows]))
+                    e = tower(data).float()
+                    chunks[name].append((e.cpu(), index[rows]))
+                    full[name] = e.new_zeros(len(batch["index"]), e.shape[1]).index_copy(
+                        0, rows.to(e.device), e
+                    )
+            if full:
+                masks = {m: batch[f"{m}_mask"].to(device) for m in full}
+                for name, (derived, has) in space.derived(full, masks).items():
+                    keep = has.nonzero().flatten()
+                    chunks[name].append((derived[keep].cpu(), index[keep.cpu()]))
             bar.advance(task, (len(batch["index"]) + len(batch["bad"])) * group.world)
     dim = space.config.space.dim
     emb = {
@@ -109,6 +120,14 @@ def embed_dataset(
     every[rows] = labels
     emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items() if len(r)}
     return emb, every, len(rows)
+
+
+def derived_names(config: Config) -> list[str]:
+    """The modalities computed from others: the fusion's and the predictors'."""
+    names = [config.fusion.name] if config.fusion else []
+    if config.predictor:
+        names += [f"{m}_predicted" for m in config.predictor.modalities]
+    return names
 
 
 def tower_inputs(
@@ -193,7 +212,9 @@ def score_embeddings(
 
     if text is not None and class_names:
         for m, (e, rows) in emb.items():
-            if space.towers[m].modality.name == "text" or not bool((labels[rows] >= 0).any()):
+            if m in space.towers and space.towers[m].modality.name == "text":
+                continue
+            if not bool((labels[rows] >= 0).any()):
                 continue
             if classifiers and m in classifiers:
                 classes = classifiers[m]

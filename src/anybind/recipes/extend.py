@@ -30,7 +30,10 @@ from anybind.run_status import require_complete
 from anybind.space.io import CONFIG
 
 #: the sections an extension config may hold
-EXTENSION_KEYS = ("modalities", "anchors", "objective", "data", "optim", "train", "eval")
+EXTENSION_KEYS = (
+    "modalities", "anchors", "fusion", "predictor", "objective", "data", "optim", "train",
+    "eval",
+)  # fmt: skip
 
 
 def extended_config(
@@ -56,8 +59,11 @@ def extended_config(
         )
     base_config = load_config(base_dir / CONFIG)
     base = base_config.model_dump(mode="json")
-    new = new_modalities(raw, base, file)
+    fusion = raw.get("fusion")
+    predictor = raw.get("predictor")
+    new = new_modalities(raw, base, file, fusion_only=fusion is not None or predictor is not None)
     anchors = anchor_modalities(raw, base, file)
+    bound = [*new, *([fusion.get("name", "joint")] if isinstance(fusion, dict) else [])]
     merged = {
         "modalities": {
             **{
@@ -67,7 +73,11 @@ def extended_config(
             **new,
         },  # fmt: skip
         "space": {**base["space"], "learn_temperature": False},
-        "objective": binding_objective(raw.get("objective") or {}, list(new), anchors),
+        "objective": binding_objective(
+            raw.get("objective") or {}, bound, anchors, predicted(predictor)
+        ),
+        "fusion": fusion,
+        "predictor": predictor,
         "data": {"class_names": base["data"]["class_names"], **(raw.get("data") or {})},
         "optim": raw.get("optim"),
         "train": raw.get("train") or {},
@@ -84,9 +94,11 @@ def extended_config(
     return config
 
 
-def new_modalities(raw: dict[str, Any], base: dict[str, Any], file: str | None) -> dict[str, Any]:
-    new = raw.get("modalities")
-    if not isinstance(new, dict) or not new:
+def new_modalities(
+    raw: dict[str, Any], base: dict[str, Any], file: str | None, *, fusion_only: bool = False
+) -> dict[str, Any]:
+    new = raw.get("modalities", {} if fusion_only else None)
+    if not isinstance(new, dict) or not (new or fusion_only):
         raise ConfigError("an extension adds at least one modality", key="modalities", file=file)
     for name in new:
         if name in base["modalities"]:
@@ -115,13 +127,26 @@ def anchor_modalities(raw: dict[str, Any], base: dict[str, Any], file: str | Non
     return list(anchors)
 
 
-def binding_objective(objective: dict[str, Any], new: list[str], anchors: list[str]) -> dict:
-    """The objective with its pairs (or Symile's tuple) filled from the anchors when unset."""
+def predicted(predictor: Any) -> list[list[str]]:
+    """A predictor's pairs: each predicted embedding against the real one."""
+    if not isinstance(predictor, dict) or not isinstance(predictor.get("modalities"), list):
+        return []
+    return [[f"{m}_predicted", m] for m in predictor["modalities"]]
+
+
+def binding_objective(
+    objective: dict[str, Any],
+    new: list[str],
+    anchors: list[str],
+    predictions: list[list[str]] | None = None,
+) -> dict:
+    """The objective with its pairs (or Symile's tuple) filled when unset: every new modality
+    (and fusion) with every anchor, and every predicted embedding with the real one."""
     objective = dict(objective)
     if objective.get("type") == "symile":
         objective.setdefault("modalities", [*new, *anchors])
     elif "pairs" not in objective:
-        objective["pairs"] = [[n, a] for n in new for a in anchors]
+        objective["pairs"] = [[n, a] for n in new for a in anchors] + (predictions or [])
     return objective
 
 
@@ -147,4 +172,33 @@ def extend(
         raise ConfigError(f"{run_dir} is not a run folder (no {CONFIG})", key="RUN_DIR")
     require_complete(run_dir)
     config = extended_config(run_dir, extension, out, overrides)
+    if not trains_anything(config):
+        return untrained_run(config, Path(out))
     return train(config, out, resume=resume, skip_bad=skip_bad, progress=progress)
+
+
+def trains_anything(config: Config) -> bool:
+    """False for an extension that only adds a parameter-free fusion (`mean`)."""
+    assert config.base is not None
+    new = set(config.modalities) - set(config.base.modalities)
+    fusion = config.fusion is not None and config.fusion.type != "mean"
+    return bool(new) or fusion or config.predictor is not None
+
+
+def untrained_run(config: Config, out: Path) -> TrainSummary:
+    """An extension with nothing to train, written as a complete run of 0 steps."""
+    import time
+
+    from anybind.recipes.init import check_out, write_run
+    from anybind.space import Space
+    from anybind.space.io import attach_base
+
+    started = time.perf_counter()
+    check_out(out)
+    space = Space(config)
+    attach_base(space, out)
+    record = {"initialised": "an extension with nothing to train (a parameter-free fusion)",
+              "base": config.base.path if config.base else None,
+              "wall_s": time.perf_counter() - started}  # fmt: skip
+    write_run(space, out, record)
+    return TrainSummary(0, 0.0, float("nan"), 0.0, record["wall_s"], 0, 0, None)

@@ -53,6 +53,8 @@ class Aligner(nn.Module):
         if replay is not None:
             return self.replayed(batch, replay, step)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if self.space.fusion is not None or self.space.predictor is not None:
+                raise TrainingError("fusion and predictors are trained in one process for now")
             features, masks, groups, rows = self.gathered(batch)
             if self.objective.local:
                 return self.local_loss(features, masks, groups, rows, step)
@@ -60,6 +62,10 @@ class Aligner(nn.Module):
             features = self.space(batch)
             masks = {name: batch[f"{name}_mask"] for name in features}
             groups = batch_groups(batch, self.config)
+            for name, (emb, mask) in self.space.derived(
+                features, masks, training=self.space.training
+            ).items():
+                features[name], masks[name] = emb, mask
         return self.loss_of(features, masks, groups, step)
 
     def loss_of(

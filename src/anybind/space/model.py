@@ -19,6 +19,8 @@ from anybind.config.schema import Config
 from anybind.encoders import Encoder, build_encoder
 from anybind.errors import AnybindError
 from anybind.modalities import Modality, build_modality
+from anybind.space.fusion import Fusion, build_fusion, drop_modalities
+from anybind.space.predictor import Predictor
 from anybind.space.projection import build_projection
 from anybind.tuners import Tuner, build_tuner
 
@@ -77,6 +79,17 @@ class Space(nn.Module):
             torch.tensor(init), requires_grad=config.space.learn_temperature
         )
         self.apply_freezing()
+        self.fusion: Fusion | None = None
+        if config.fusion is not None:
+            f = config.fusion
+            self.fusion = build_fusion(f.type, f.modalities, config.space.dim, f.layers, f.heads)
+        self.predictor: Predictor | None = None
+        if config.predictor is not None:
+            p = config.predictor
+            classes = len(config.data.class_names or [])
+            self.predictor = Predictor(
+                p.modalities, config.space.dim, p.hidden, p.kind, classes, p.learn_values
+            )
         self.tuners: dict[str, Tuner] = {}
         for name, mc in config.modalities.items():
             if mc.tuner is not None:
@@ -108,6 +121,56 @@ class Space(nn.Module):
             tower.frozen = mc.freeze_encoder
             tower.frozen_projection = mc.freeze_projection
             tower.cache_features = mc.freeze_encoder and tower.modality.name == "text"
+
+    def fuse(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        *,
+        dropout: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint embedding (B, D) of the fused modalities present in each row, and the mask
+        of rows that hold any (B,); `dropout`: hide modalities at the configured rates first."""
+        assert self.fusion is not None and self.config.fusion is not None
+        names = [m for m in self.fusion.modalities if m in features]
+        present = {m: masks[m].bool() for m in names}
+        if dropout:
+            present = drop_modalities(present, self.config.fusion.dropout)
+        if not names:
+            raise AnybindError("no modality of the fusion is in this batch")
+        joint = self.fusion({m: features[m] for m in names}, present)
+        any_present = torch.stack(list(present.values()), dim=1).any(dim=1)
+        return joint * any_present[:, None].to(joint.dtype), any_present
+
+    def derived(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        *,
+        training: bool = False,
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The embeddings computed from other embeddings: the fusion's joint embedding and the
+        predictor's estimates, each with its row mask. In training, modality dropout hides
+        inputs of the fusion, and a prediction is scored only where its target is present."""
+        out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        fusion = self.config.fusion
+        if (
+            self.fusion is not None
+            and fusion is not None
+            and features.keys() & {*fusion.modalities}
+        ):
+            out[fusion.name] = self.fuse(features, masks, dropout=training)
+        if self.predictor is not None:
+            names = [m for m in self.predictor.modalities if m in features]
+            present = {m: masks[m].bool() for m in names}
+            for name, (estimate, has) in self.predictor(
+                {m: features[m] for m in names}, present
+            ).items():
+                target = name.removesuffix("_predicted")
+                if training:
+                    has = has & present.get(target, torch.zeros_like(has))
+                out[name] = (estimate, has)
+        return out
 
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.clamp(0.0, math.log(self.config.space.max_logit_scale)).exp()

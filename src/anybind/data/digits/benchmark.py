@@ -100,8 +100,38 @@ def digits_records(source: DigitsSource, *, progress: bool = True) -> list[RawRe
             )
             for w, y, v in zip(waves, labels, voice_idx, strict=True)
         ]
+    if source.paired:
+        records = paired_records(records, source.seed)
     records += drawing_records(source)
     return records
+
+
+def paired_records(records: list[RawRecord], seed: int) -> list[RawRecord]:
+    """Each speech record with an image of the same digit in one record: per digit, the images
+    in a random order (`default_rng((seed, digit))`), the j-th clip of the digit taking image
+    j mod n. Images left over are not used."""
+    import numpy as np
+
+    images = [r for r in records if "image" in r.values]
+    speech = [r for r in records if "audio" in r.values]
+    out = []
+    for digit in range(10):
+        pool = [r for r in images if r.label == digit]
+        clips = [r for r in speech if r.label == digit]
+        if not pool or not clips:
+            continue
+        order = np.random.default_rng((seed, digit)).permutation(len(pool))
+        for j, clip in enumerate(clips):
+            image = pool[order[j % len(pool)]]
+            out.append(
+                RawRecord(
+                    values={"image": image.values["image"], "audio": clip.values["audio"]},
+                    label=digit,
+                    id=f"pair-{clip.id}-{image.id}",
+                    source="digits pairs",
+                )
+            )
+    return out
 
 
 def drawing_records(source: DigitsSource) -> list[RawRecord]:
