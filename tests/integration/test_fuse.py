@@ -177,3 +177,31 @@ def test_a_predictor_learns_the_missing_modality(base, tmp_path, kind):
         prompts = class_embeddings(space, CLASS_NAMES, ["a picture of {}"], "text")
         keys = stored["predictor.nets.sketch.keys"]
         torch.testing.assert_close(keys, torch.nn.functional.normalize(prompts, dim=-1))
+
+
+def test_robustness_scores_subsets_and_corruption_curves(base, tmp_path):
+    from typer.testing import CliRunner
+
+    from anybind.cli.main import app
+    from anybind.recipes.html_report import build_report
+    from anybind.recipes.robustness import robustness
+
+    out = tmp_path / "mean"
+    extend(base / "run", fusion_extension(base, kind="mean"), out, progress=False)
+    space = load_space(out)
+    report = robustness(space, space.config.data.eval, levels=(0.0, 0.5, 1.0), progress=False)
+    assert set(report["subsets"]) == {"image", "sketch", "image+sketch"}
+    from anybind.api import load_run
+
+    clean = load_run(out).evaluate()["zero_shot"]
+    assert report["subsets"]["image+sketch"] == pytest.approx(clean["joint"]["top1"])
+    noise = report["corruptions"]["image"]["gaussian_noise"]
+    assert set(noise) == {"image", "joint"}
+    assert noise["image"]["top1"][0] == pytest.approx(clean["image"]["top1"])
+    assert noise["image"]["top1"][-1] < noise["image"]["top1"][0]  # noise of σ 0.5 hurts
+    assert "effective_robustness" in noise["joint"] and "effective_robustness" not in noise["image"]
+    result = CliRunner().invoke(app, ["eval", str(out), "--robustness", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "robustness.json").is_file() and "under corruption" in result.output
+    page = build_report(out, progress=False).read_text()
+    assert 'data-plot="robustness-image"' in page and 'data-plot="robustness-subsets"' in page

@@ -37,6 +37,12 @@ def eval_command(
     allow_incomplete: bool = typer.Option(
         False, "--allow-incomplete", help="Evaluate a run that failed or did not finish."
     ),
+    robust: bool = typer.Option(
+        False,
+        "--robustness",
+        help="Score every subset of the fused modalities and each modality under increasing "
+        "corruption; writes RUN/robustness.json (or --json) for the HTML report.",
+    ),
 ) -> None:
     """Zero-shot accuracy, retrieval for every modality pair, and the geometry of the space."""
     from anybind.recipes.evaluate import evaluate_sources
@@ -63,6 +69,9 @@ def eval_command(
         from anybind.errors import AnybindError
 
         raise AnybindError("no evaluation data: pass --data or set data.eval in the config")
+    if robust:
+        run_robustness(space, sources, run_dir, json_out, quiet)
+        return
     from anybind.recipes.distributed import join_process_group
 
     group = join_process_group(next(space.parameters()).device)  # under torchrun: sharded
@@ -84,3 +93,35 @@ def eval_command(
     from anybind.cli.train import exit_if_torchrun
 
     exit_if_torchrun()
+
+
+def run_robustness(space, sources, run_dir: Path, json_out: Path | None, quiet: bool) -> None:
+    """`--robustness`: the report as a table, saved beside the run (and to --json)."""
+    from rich.table import Table
+
+    from anybind.cli.common import console
+    from anybind.recipes.robustness import robustness
+
+    report = robustness(space, sources, progress=not quiet)
+    levels = report["levels"]
+    if report.get("subsets"):
+        table = Table(title="Joint embedding from each subset of the fused modalities")
+        table.add_column("present")
+        table.add_column("top-1", justify="right")
+        for subset, top1 in report["subsets"].items():
+            table.add_row(subset.replace("+", " + "), f"{100 * top1:.1f}%")
+        console.print(table)
+    table = Table(title="Zero-shot top-1 under corruption (level 0 = clean)")
+    for col in ["corrupted", "corruption", "scored", *[f"{x:g}" for x in levels], "rel.", "eff."]:
+        table.add_column(
+            col, justify="left" if col in ("corrupted", "corruption", "scored") else "right"
+        )
+    for m, by_name in report["corruptions"].items():
+        for name, targets in by_name.items():
+            for target, entry in targets.items():
+                eff = entry.get("effective_robustness")
+                table.add_row(m, name, target, *[f"{100 * a:.1f}" for a in entry["top1"]],
+                              f"{entry['relative_robustness']:.3f}",
+                              f"{eff:+.3f}" if eff is not None else "")  # fmt: skip
+    console.print(table)
+    write_json(report, json_out or Path(run_dir) / "robustness.json")

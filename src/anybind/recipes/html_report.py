@@ -54,6 +54,7 @@ def build_report(
         similarity_section(emb, labels, names),
         geometry_section(report),
         adaptation_section(run_dir, adapters or []),
+        robustness_section(run_dir),
     ]
     page = document(run_dir, space, report, [s for s in sections if s])
     out = out or run_dir / "report.html"
@@ -205,6 +206,32 @@ def adaptation_section(run_dir: Path, adapters: list[Path]) -> str:
     image = plots.bars(labels, groups, "adaptation: top-1 on the held-out target part")
     return "<h2>Adaptation</h2>" + figure("adaptation", image, {"adapter": labels, **groups},
                                           "each adapter against zero-shot")  # fmt: skip
+
+
+def robustness_section(run_dir: Path) -> str:
+    """The curves of RUN/robustness.json (`anybind eval --robustness`), when it exists."""
+    path = run_dir / "robustness.json"
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text(encoding="utf-8"))
+    parts = ["<h2>Robustness</h2>"]
+    if r.get("subsets"):
+        subsets = list(r["subsets"])
+        image = plots.bars(subsets, {"top-1": list(r["subsets"].values())},
+                           "joint embedding from each subset of the fused modalities")  # fmt: skip
+        parts.append(figure("robustness-subsets", image, r["subsets"], "modalities present"))
+    for m, by_name in r.get("corruptions", {}).items():
+        series = {
+            f"{name}: {target}": entry["top1"]
+            for name, targets in by_name.items()
+            for target, entry in targets.items()
+        }
+        if not series:
+            continue
+        image = plots.curves(r["levels"], series, f"{m} corrupted", "top-1", "corruption level")
+        data = {"level": r["levels"], **series}
+        parts.append(figure(f"robustness-{m}", image, data, f"accuracy as {m} is corrupted"))
+    return "".join(parts)
 
 
 def document(run_dir: Path, space: Space, report: dict[str, Any], sections: list[str]) -> str:

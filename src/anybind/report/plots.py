@@ -22,11 +22,17 @@ def png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def curves(steps: list[int], series: dict[str, list[float]], title: str, ylabel: str) -> str:
+def curves(
+    steps: list[float],
+    series: dict[str, list[float]],
+    title: str,
+    ylabel: str,
+    xlabel: str = "step",
+) -> str:
     figure, ax = plt.subplots(figsize=(7, 3.2))
     for name, values in series.items():
         ax.plot(steps[: len(values)], values, label=name, linewidth=1.2)
-    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
