@@ -205,3 +205,22 @@ def test_robustness_scores_subsets_and_corruption_curves(base, tmp_path):
     assert (out / "robustness.json").is_file() and "under corruption" in result.output
     page = build_report(out, progress=False).read_text()
     assert 'data-plot="robustness-image"' in page and 'data-plot="robustness-subsets"' in page
+
+
+def test_the_joint_embedding_is_embedded_indexed_and_searched(base, tmp_path):
+    """`anybind embed` stores the joint embedding like a modality; a text query finds the
+    samples of its class through it."""
+    import anybind
+    from anybind.config.schema import ArraysSource
+
+    out = tmp_path / "mean"
+    extend(base / "run", fusion_extension(base, kind="mean"), out, progress=False)
+    held_out = ArraysSource(
+        path=str(base / "tiny-heldout.npz"), keys={"image": "images", "sketch": "sketch"}
+    )
+    manifest = anybind.embed(out, [held_out], tmp_path / "emb")
+    assert manifest["counts"]["joint"] == manifest["counts"]["image"] == 48
+    anybind.index(tmp_path / "emb", kind="flat")
+    hits = anybind.search(out, tmp_path / "emb", text=["a picture of two"], to="joint", k=5)
+    labels = [h["label"] for h in hits[0]["hits"]]
+    assert labels.count(CLASS_NAMES.index("two")) >= 4, labels

@@ -161,6 +161,19 @@ def embed_part(
     skipped: list[str] = []
     names = space.config.data.class_names or []
     seen = 0
+
+    def keep(name: str, emb: torch.Tensor, present: list[int]) -> None:
+        chunks.setdefault(name, []).append(emb.cpu().numpy().astype(DTYPES[settings.dtype]))
+        table = tables.setdefault(name, {c: [] for c in META_COLUMNS})
+        for i in present:
+            row = int(index[i])
+            label = int(batch["label"][i])
+            table["id"].append(batch["id"][i])
+            table["row"].append(row)
+            table["path"].append(source_path(dataset, row, name))
+            table["label"].append(label)
+            table["class"].append(names[label] if 0 <= label < len(names) else None)
+
     for batch in batches(loader):
         skipped += check_bad(batch["bad"], settings.skip_bad)
         # a shard numbers its samples by their place in the shard
@@ -168,23 +181,22 @@ def embed_part(
         if isinstance(dataset, ShardSet):
             index = torch.arange(seen, seen + len(index))
         seen += len(index) + len(batch["bad"])
+        full: dict[str, torch.Tensor] = {}
         for name, tower in space.towers.items():
             selected = tower_inputs(batch, name, device)
             if selected is None:
                 continue
             rows, data = selected
-            present = rows.tolist()
-            emb = torch.nn.functional.normalize(tower(data).float(), dim=-1).cpu().numpy()
-            chunks.setdefault(name, []).append(emb.astype(DTYPES[settings.dtype]))
-            table = tables.setdefault(name, {c: [] for c in META_COLUMNS})
-            for i in present:
-                row = int(index[i])
-                label = int(batch["label"][i])
-                table["id"].append(batch["id"][i])
-                table["row"].append(row)
-                table["path"].append(source_path(dataset, row, name))
-                table["label"].append(label)
-                table["class"].append(names[label] if 0 <= label < len(names) else None)
+            emb = torch.nn.functional.normalize(tower(data).float(), dim=-1)
+            full[name] = emb.new_zeros(len(batch["index"]), emb.shape[1]).index_copy(
+                0, rows.to(emb.device), emb
+            )
+            keep(name, emb, rows.tolist())
+        if full:  # the fusion's joint embedding and the predicted ones, like any modality
+            masks = {m: batch[f"{m}_mask"].to(device) for m in full}
+            for name, (derived, has) in space.derived(full, masks).items():
+                rows = has.nonzero().flatten()
+                keep(name, derived[rows], rows.tolist())
     vectors = {m: np.concatenate(c) for m, c in chunks.items()}
     return vectors, tables, skipped, seen
 
@@ -200,6 +212,8 @@ def source_path(dataset: Collection, row: int, modality: str) -> str | None:
     if not isinstance(dataset, RecordDataset):
         return None
     value = dataset.records[row].values.get(modality)
+    if modality not in dataset.modalities:  # a joint or predicted embedding: no one file
+        return None
     if isinstance(value, str) and dataset.modalities[modality].is_file(value):
         return str(Path(value).resolve())
     return None
