@@ -224,3 +224,13 @@ def test_the_joint_embedding_is_embedded_indexed_and_searched(base, tmp_path):
     hits = anybind.search(out, tmp_path / "emb", text=["a picture of two"], to="joint", k=5)
     labels = [h["label"] for h in hits[0]["hits"]]
     assert labels.count(CLASS_NAMES.index("two")) >= 4, labels
+    from fastapi.testclient import TestClient
+
+    from anybind.serve.run import build_app
+
+    with TestClient(build_app(out, tmp_path / "emb")) as client:  # and the server serves it
+        query = {"text": "a picture of two", "to": "joint", "k": 5}
+        response = client.post("/search", json=query)
+        assert response.status_code == 200, response.text
+        served = response.json()["results"][0]["results"]["joint"]
+        assert [h["id"] for h in served] == [h["id"] for h in hits[0]["hits"]]
