@@ -234,3 +234,23 @@ def test_the_joint_embedding_is_embedded_indexed_and_searched(base, tmp_path):
         assert response.status_code == 200, response.text
         served = response.json()["results"][0]["results"]["joint"]
         assert [h["id"] for h in served] == [h["id"] for h in hits[0]["hits"]]
+
+
+def test_an_absent_modality_can_enter_the_fusion_as_its_prediction(base, tmp_path):
+    ext = fusion_extension(base, kind="mean", steps=10, fill="predicted")
+    ext["predictor"] = {"modalities": ["image", "sketch"], "kind": "mlp", "hidden": 16}
+    out = tmp_path / "filled"
+    extend(base / "run", ext, out, progress=False)
+    space = load_space(out)
+    g = torch.Generator().manual_seed(2)
+    image, sketch = torch.rand(2, 1, 8, 8, generator=g), torch.rand(2, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        ei, es = space.embed("image", image), space.embed("sketch", sketch)
+        masks = {"image": torch.tensor([True, True]), "sketch": torch.tensor([True, False])}
+        joint, has = space.fuse({"image": ei, "sketch": es}, masks)
+        predicted = space.predictor({"image": ei}, {"image": masks["image"]})  # type: ignore[misc]
+    estimate = predicted["sketch_predicted"][0]
+    F = torch.nn.functional
+    torch.testing.assert_close(joint[0], F.normalize(ei[0] + es[0], dim=0))  # both present
+    torch.testing.assert_close(joint[1], F.normalize(ei[1] + estimate[1], dim=0))  # filled
+    assert has.all()

@@ -384,6 +384,9 @@ class FusionConfig(Strict):
     #: modality dropout in training: the probability of hiding each modality from the fusion
     #: (per sample; a sample always keeps one of its modalities)
     dropout: dict[str, Fraction] = Field(default_factory=dict)
+    #: `predicted`: an absent fused modality enters as its predicted embedding (needs a
+    #: `predictor` of it), in training after modality dropout and at evaluation
+    fill: Literal["none", "predicted"] = "none"
 
 
 class PredictorConfig(Strict):
@@ -527,6 +530,10 @@ class Config(Strict):
             raise ValueError(f"fusion.modalities: {unknown} are not configured modalities")
         if len(set(fusion.modalities)) != len(fusion.modalities):
             raise ValueError("fusion.modalities: a modality is listed twice")
+        if fusion.fill == "predicted":
+            predicted = set(self.predictor.modalities) if self.predictor else set()
+            if not set(fusion.modalities) & predicted:
+                raise ValueError("fusion.fill: 'predicted' needs a predictor of a fused modality")
         if fusion.type == "transformer" and self.space.dim % fusion.heads:
             raise ValueError(f"fusion.heads: {fusion.heads} does not divide space.dim")
         if self.optim.micro_batches > 1:

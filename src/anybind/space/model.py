@@ -138,9 +138,30 @@ class Space(nn.Module):
             present = drop_modalities(present, self.config.fusion.dropout)
         if not names:
             raise AnybindError("no modality of the fusion is in this batch")
-        joint = self.fusion({m: features[m] for m in names}, present)
+        inputs = {m: features[m] for m in names}
+        if self.config.fusion.fill == "predicted" and self.predictor is not None:
+            inputs, present = self.fill_predicted(inputs, present)
+        joint = self.fusion(inputs, present)
         any_present = torch.stack(list(present.values()), dim=1).any(dim=1)
         return joint * any_present[:, None].to(joint.dtype), any_present
+
+    def fill_predicted(
+        self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Absent fused modalities replaced by their predicted embeddings, predicted from what
+        is present (after modality dropout: a hidden modality never feeds its own estimate)."""
+        assert self.predictor is not None
+        known = {m: e for m, e in inputs.items() if m in self.predictor.modalities}
+        predicted = self.predictor(known, {m: present[m] for m in known})
+        inputs, present = dict(inputs), dict(present)
+        for m in known:
+            estimate, has = predicted.get(f"{m}_predicted", (None, None))
+            if estimate is None:
+                continue
+            fill = ~present[m] & has
+            inputs[m] = torch.where(fill[:, None], estimate.to(inputs[m].dtype), inputs[m])
+            present[m] = present[m] | fill
+        return inputs, present
 
     def derived(
         self,
