@@ -48,17 +48,8 @@ def eval_command(
     from anybind.recipes.evaluate import evaluate_sources
     from anybind.recipes.report import print_report
     from anybind.recipes.source_specs import parse_sources
-    from anybind.space import load_space
 
-    classifiers, exclude = None, None
-    if adapter is not None:
-        from anybind.adapt.store import adaptation_ids, adapted_classifiers, load_adapted
-
-        space, adaptation = load_adapted(adapter, run_dir)
-        classifiers = adapted_classifiers(space, adaptation)
-        exclude = adaptation_ids(adapter)
-    else:
-        space = load_space(run_dir, allow_incomplete=allow_incomplete)
+    space, classifiers, exclude = space_to_evaluate(run_dir, adapter, allow_incomplete)
     sources = (
         parse_sources(
             data or [], modality=modality, pattern=pattern, keys=keys or [], preprocess=preprocess
@@ -125,3 +116,16 @@ def run_robustness(space, sources, run_dir: Path, json_out: Path | None, quiet: 
                               f"{eff:+.3f}" if eff is not None else "")  # fmt: skip
     console.print(table)
     write_json(report, json_out or Path(run_dir) / "robustness.json")
+
+
+def space_to_evaluate(run_dir: Path, adapter: Path | None, allow_incomplete: bool):
+    """The run's space (with the adapter applied when given), the adapter's classifiers and the
+    ids of its adaptation samples, which evaluation leaves out."""
+    if adapter is None:
+        from anybind.space import load_space
+
+        return load_space(run_dir, allow_incomplete=allow_incomplete), None, None
+    from anybind.adapt.store import adaptation_ids, adapted_classifiers, load_adapted
+
+    space, adaptation = load_adapted(adapter, run_dir)
+    return space, adapted_classifiers(space, adaptation), adaptation_ids(adapter)

@@ -17,15 +17,24 @@ from pydantic import (
     model_validator,
 )
 
+# the sources live in their own module; they are imported from here too
+from anybind.config.sources import (
+    ArraysSource,
+    AVDigitsSource,
+    DigitsSource,
+    FolderSource,
+    ManifestSource,
+    PenDigitsSource,
+    ShardsSource,
+    Source,
+    Strict,
+    _source_modalities,
+)
 from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
 from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
-from anybind.options import Fraction, Options, Positive, Size
-
-
-class Strict(Options):
-    """A config section: see `anybind.options.Options`."""
+from anybind.options import Fraction, Positive, Size
 
 
 class ProjectionConfig(Strict):
@@ -139,113 +148,6 @@ ObjectiveConfig = Annotated[
     ),
 ]
 
-
-DigitsModality = Literal["image", "audio", "timeseries", "pointcloud", "video"]
-
-
-class DigitsSource(Strict):
-    """The built-in digits benchmark: scikit-learn 8×8 images and espeak-ng speech, and views of
-    synthetic digits being written (pen trajectories, point clouds, videos of the drawing)."""
-
-    type: Literal["digits"] = "digits"
-    split: Literal["train", "test"] = "train"
-    modalities: list[DigitsModality] = Field(default_factory=lambda: ["image", "audio"])
-    train_voices: int = 240
-    test_voices: int = 60
-    image_test_fraction: float = Field(0.3, gt=0, lt=1)
-    #: training split only: this many synthetic pen-stroke digits per class join the UCI images
-    stroke_images_per_class: int = Field(0, ge=0)
-    #: written digits per class whose views are the `timeseries`, `pointcloud` and `video`
-    #: modalities (one record per drawing, holding each of them that is listed)
-    drawings_per_class: int = Field(300, ge=0)
-    #: pair each speech clip with an image of the same digit (a seeded draw) in one record, so
-    #: the two modalities of a sample can be fused; needs image and audio in `modalities`
-    paired: bool = False
-    #: put each drawing's own image (its finished last frame) into its record as `image`, to
-    #: bind a new modality to images too (image is then not the UCI digits alone)
-    drawing_images: bool = False
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _pairs_need_both(self) -> DigitsSource:
-        if self.paired and not {"image", "audio"} <= set(self.modalities):
-            raise ValueError("paired: needs image and audio in modalities")
-        return self
-
-
-class ManifestSource(Strict):
-    """JSONL, CSV or Parquet: one column per modality holding a path or an inline value."""
-
-    type: Literal["manifest"] = "manifest"
-    path: str
-    columns: dict[str, str] = Field(default_factory=dict)  # modality → column (default: same)
-    label_column: str | None = "label"
-    root: str | None = None  # relative paths are resolved against this (default: manifest dir)
-
-
-class FolderSource(Strict):
-    """A folder of files of one modality; the label comes from the file name by a regex."""
-
-    type: Literal["folder"] = "folder"
-    path: str
-    modality: str
-    pattern: str = r"^(?P<label>[^_]+)_"
-    glob: str = "*"
-
-
-class ArraysSource(Strict):
-    """An .npz file: one array per modality (first axis = samples) and an optional label array."""
-
-    type: Literal["arrays"] = "arrays"
-    path: str
-    keys: dict[str, str]  # modality → array name
-    label_key: str | None = "labels"
-    preprocess: Literal["none", "mnist_to_uci"] = "none"
-
-
-class PenDigitsSource(Strict):
-    """UCI pen-based handwritten digits: rows `x1,y1,…,x8,y8,digit` (a header line optional),
-    eight pen positions on a 0–100 grid in writing order → a (2, 8) series of `modality`."""
-
-    type: Literal["pendigits"] = "pendigits"
-    path: str
-    modality: str = "timeseries"
-
-
-class AVDigitsSource(Strict):
-    """Real MNIST images each paired with a real FSDD recording of the same digit
-    (anybind.data.av_digits: the seeded pairing rule)."""
-
-    type: Literal["av_digits"] = "av_digits"
-    #: the folder holding mnist/mnist-test-first5000.npz and fsdd/recordings
-    path: str
-    seed: int = 0
-
-
-class ShardsSource(Strict):
-    """WebDataset tar shards written by `anybind shard`, streamed (never loaded whole)."""
-
-    type: Literal["shards"] = "shards"
-    #: a local glob or brace list, or any URL webdataset opens (`pipe:aws s3 cp s3://… -`)
-    path: str
-    #: the shard set's index.json (default: beside local shards; needed for remote ones)
-    index: str | None = None
-    #: raw (undecoded) samples each worker holds to shuffle from
-    shuffle_buffer: int = Field(2000, ge=0)
-    #: samples in one training epoch, across ranks (default: every sample of the shards)
-    samples_per_epoch: int | None = Field(None, gt=0)
-
-
-Source = Annotated[
-    DigitsSource
-    | ManifestSource
-    | FolderSource
-    | ArraysSource
-    | PenDigitsSource
-    | AVDigitsSource
-    | ShardsSource,
-    Field(discriminator="type"),
-]
 
 #: the `type` of each typed config section → the section kind, for error messages (pydantic
 #: puts the type into the error's path)
@@ -443,43 +345,53 @@ class Config(Strict):
         if len(names) < 2:
             raise ValueError("configure at least two modalities to align")
         for name, mod in self.modalities.items():
-            kind = mod.kind or name
-            if kind not in MODALITIES:
-                raise ValueError(
-                    f"modalities.{name}: unknown modality kind '{kind}' "
-                    f"(known: {', '.join(MODALITIES)})"
-                )
-            try:
-                mod_opts = mod.modality_options(name)
-            except ValidationError as exc:
-                raise ValueError(_nested(exc, f"modalities.{name}.options")) from None
-            try:
-                enc_opts = mod.encoder_options()
-            except ValidationError as exc:
-                raise ValueError(_nested(exc, f"modalities.{name}.encoder")) from None
-            except ConfigError as exc:  # an unknown or missing encoder type
-                raise ValueError(f"modalities.{name}.encoder.type: {exc.detail}") from None
-            # keep the filled-in options, so a saved run does not change when defaults do
-            mod.options = mod_opts.model_dump(mode="json")
-            mod.encoder = enc_opts.model_dump(mode="json")
-            enc_cls = ENCODERS.get(enc_opts.type)
-            if kind not in enc_cls.modalities:
-                raise ValueError(
-                    f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
-                    f"{', '.join(enc_cls.modalities)}, not {kind}"
-                )
-            reason = enc_cls.check(enc_opts, mod_opts)
-            if reason:
-                raise ValueError(f"modalities.{name}: {reason}")
-            if mod.tuner is not None:
-                mod.tuner = _tuner(mod.tuner, f"modalities.{name}.tuner")
-            if mod.init_from is not None and (
-                self.base is None or mod.init_from not in self.base.modalities
-            ):
-                raise ValueError(
-                    f"modalities.{name}.init_from: '{mod.init_from}' is not a modality of the "
-                    "base run (init_from is for `anybind extend`)"
-                )
+            self._check_modality(name, mod)
+        self._check_objective(names)
+        self._check_sources(names)
+        return self
+
+    def _check_modality(self, name: str, mod: ModalityConfig) -> None:
+        """One tower's kind, options, encoder, tuner and init_from; fills in their defaults."""
+        kind = mod.kind or name
+        if kind not in MODALITIES:
+            raise ValueError(
+                f"modalities.{name}: unknown modality kind '{kind}' "
+                f"(known: {', '.join(MODALITIES)})"
+            )
+        try:
+            mod_opts = mod.modality_options(name)
+        except ValidationError as exc:
+            raise ValueError(_nested(exc, f"modalities.{name}.options")) from None
+        try:
+            enc_opts = mod.encoder_options()
+        except ValidationError as exc:
+            raise ValueError(_nested(exc, f"modalities.{name}.encoder")) from None
+        except ConfigError as exc:  # an unknown or missing encoder type
+            raise ValueError(f"modalities.{name}.encoder.type: {exc.detail}") from None
+        # keep the filled-in options, so a saved run does not change when defaults do
+        mod.options = mod_opts.model_dump(mode="json")
+        mod.encoder = enc_opts.model_dump(mode="json")
+        enc_cls = ENCODERS.get(enc_opts.type)
+        if kind not in enc_cls.modalities:
+            raise ValueError(
+                f"modalities.{name}.encoder.type: '{enc_opts.type}' encodes "
+                f"{', '.join(enc_cls.modalities)}, not {kind}"
+            )
+        reason = enc_cls.check(enc_opts, mod_opts)
+        if reason:
+            raise ValueError(f"modalities.{name}: {reason}")
+        if mod.tuner is not None:
+            mod.tuner = _tuner(mod.tuner, f"modalities.{name}.tuner")
+        if mod.init_from is not None and (
+            self.base is None or mod.init_from not in self.base.modalities
+        ):
+            raise ValueError(
+                f"modalities.{name}.init_from: '{mod.init_from}' is not a modality of the "
+                "base run (init_from is for `anybind extend`)"
+            )
+
+    def _check_objective(self, names: set[str]) -> None:
+        """The objective's anchor, tuple and pairs against the configured modalities."""
         obj = self.objective
         if isinstance(obj, SymileConfig):
             tuple_ = self.symile_modalities()
@@ -509,6 +421,9 @@ class Config(Strict):
                     raise ValueError(f"objective.pairs: '{m}' is not a configured modality")
             if pair[0] == pair[1]:
                 raise ValueError(f"objective.pairs: a pair needs two modalities, got {pair}")
+
+    def _check_sources(self, names: set[str]) -> None:
+        """Every source provides only configured modalities."""
         for source in self.data.train + self.data.eval:
             used = _source_modalities(source)
             unknown = [m for m in used if m not in names]
@@ -517,7 +432,6 @@ class Config(Strict):
                     f"data: source '{source.type}' provides {unknown}, which are "
                     "not configured modalities"
                 )
-        return self
 
     def _check_fusion(self, names: set[str]) -> str:
         """The fusion's checks; its `name` (a modality for the objective and evaluation)."""
@@ -622,19 +536,3 @@ def _tuner(raw: dict[str, Any], key: str) -> dict[str, Any]:
     except ConfigError as exc:
         raise ValueError(f"{exc.key or key}: {exc.detail}") from None
     return {"type": raw["type"], **filled.model_dump(mode="json")}
-
-
-def _source_modalities(source: Any) -> list[str]:
-    if isinstance(source, DigitsSource):
-        return [*source.modalities, *(["image"] if source.drawing_images else []), "text"]
-    if isinstance(source, PenDigitsSource):
-        return [source.modality]
-    if isinstance(source, AVDigitsSource):
-        return ["image", "audio"]
-    if isinstance(source, FolderSource):
-        return [source.modality]
-    if isinstance(source, ArraysSource):
-        return list(source.keys)
-    if isinstance(source, ManifestSource):
-        return list(source.columns)
-    return []

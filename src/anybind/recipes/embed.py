@@ -27,7 +27,7 @@ from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError, ConfigError
 from anybind.progress import progress_bar
 from anybind.recipes.distributed import ProcessGroup
-from anybind.recipes.evaluate import tower_inputs
+from anybind.recipes.evaluate import embed_batch
 from anybind.search.store import MANIFEST, META_COLUMNS, SETTINGS, done_parts, write_part
 from anybind.space import Space
 
@@ -162,7 +162,9 @@ def embed_part(
     names = space.config.data.class_names or []
     seen = 0
 
-    def keep(name: str, emb: torch.Tensor, present: list[int]) -> None:
+    def keep(
+        name: str, emb: torch.Tensor, present: list[int], batch: dict, index: torch.Tensor
+    ) -> None:
         chunks.setdefault(name, []).append(emb.cpu().numpy().astype(DTYPES[settings.dtype]))
         table = tables.setdefault(name, {c: [] for c in META_COLUMNS})
         for i in present:
@@ -181,22 +183,10 @@ def embed_part(
         if isinstance(dataset, ShardSet):
             index = torch.arange(seen, seen + len(index))
         seen += len(index) + len(batch["bad"])
-        full: dict[str, torch.Tensor] = {}
-        for name, tower in space.towers.items():
-            selected = tower_inputs(batch, name, device)
-            if selected is None:
-                continue
-            rows, data = selected
-            emb = torch.nn.functional.normalize(tower(data).float(), dim=-1)
-            full[name] = emb.new_zeros(len(batch["index"]), emb.shape[1]).index_copy(
-                0, rows.to(emb.device), emb
-            )
-            keep(name, emb, rows.tolist())
-        if full:  # the fusion's joint embedding and the predicted ones, like any modality
-            masks = {m: batch[f"{m}_mask"].to(device) for m in full}
-            for name, (derived, has) in space.derived(full, masks).items():
-                rows = has.nonzero().flatten()
-                keep(name, derived[rows], rows.tolist())
+        # towers, then the fusion's joint embedding and the predicted ones, like any modality
+        for name, (emb, rows) in embed_batch(space, batch, device).items():
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+            keep(name, emb, rows.tolist(), batch, index)
     vectors = {m: np.concatenate(c) for m, c in chunks.items()}
     return vectors, tables, skipped, seen
 

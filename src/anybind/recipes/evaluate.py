@@ -88,21 +88,8 @@ def embed_dataset(
             seen += len(batch["index"]) + len(batch["bad"])
             seen_rows.append(index)
             seen_labels.append(batch["label"])
-            full: dict[str, torch.Tensor] = {}
-            for name, tower in space.towers.items():
-                present = tower_inputs(batch, name, device)
-                if present is not None:
-                    rows, data = present
-                    e = tower(data).float()
-                    chunks[name].append((e.cpu(), index[rows]))
-                    full[name] = e.new_zeros(len(batch["index"]), e.shape[1]).index_copy(
-                        0, rows.to(e.device), e
-                    )
-            if full:
-                masks = {m: batch[f"{m}_mask"].to(device) for m in full}
-                for name, (derived, has) in space.derived(full, masks).items():
-                    keep = has.nonzero().flatten()
-                    chunks[name].append((derived[keep].cpu(), index[keep.cpu()]))
+            for name, (e, rows) in embed_batch(space, batch, device).items():
+                chunks[name].append((e.cpu(), index[rows.cpu()]))
             bar.advance(task, (len(batch["index"]) + len(batch["bad"])) * group.world)
     dim = space.config.space.dim
     emb = {
@@ -120,6 +107,30 @@ def embed_dataset(
     every[rows] = labels
     emb = {m: (e[r.argsort()], r.sort().values) for m, (e, r) in emb.items() if len(r)}
     return emb, every, len(rows)
+
+
+def embed_batch(
+    space: Space, batch: dict[str, Any], device: torch.device
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """name → (float embeddings, the batch rows they belong to) for every tower whose modality
+    some row holds, then for the embeddings computed from those (the fusion's, the predicted)."""
+    out, full = {}, {}
+    for name, tower in space.towers.items():
+        present = tower_inputs(batch, name, device)
+        if present is None:
+            continue
+        rows, data = present
+        e = tower(data).float()
+        out[name] = (e, rows)
+        full[name] = e.new_zeros(len(batch["index"]), e.shape[1]).index_copy(
+            0, rows.to(e.device), e
+        )
+    if full:
+        masks = {m: batch[f"{m}_mask"].to(device) for m in full}
+        for name, (derived, has) in space.derived(full, masks).items():
+            rows = has.nonzero().flatten()
+            out[name] = (derived[rows], rows)
+    return out
 
 
 def derived_names(config: Config) -> list[str]:

@@ -23,7 +23,7 @@ from rich.console import Console
 from anybind.checkpoint import atomic_write_text
 from anybind.config.schema import Source
 from anybind.data.named import named_source
-from anybind.recipes.demo import find_shared_data, headline, run_demo
+from anybind.recipes.demo import check_bars, find_shared_data, headline, run_demo
 from anybind.recipes.evaluate import evaluate_sources
 from anybind.recipes.extend import extend
 from anybind.recipes.report import print_report
@@ -112,11 +112,7 @@ def run_grow_demo(
             f"source-free self-train on real pen trajectories: zero-shot "
             f"{100 * st['zero_shot_top1']:.1f}% → {100 * st['top1']:.1f}% on the held-out half"
         )
-    bars = {}
-    for label, (value, floor) in grow_bars(metrics).items():
-        bars[label] = {"value": value, "bar": floor, "met": bool(value >= floor)}
-        mark = "[green]met[/]" if value >= floor else "[red]NOT met[/]"
-        console.print(f"{label}: {100 * value:.1f}% (bar {100 * floor:.0f}%) {mark}")
+    bars = check_bars(grow_bars(metrics), console)
     wall = time.perf_counter() - started
     result = {
         "metrics": metrics,
