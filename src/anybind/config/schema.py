@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from anybind.config.backbone import check_backbone
+
 # the sources live in their own module; they are imported from here too
 from anybind.config.sources import (
     ArraysSource,
@@ -31,6 +33,7 @@ from anybind.config.sources import (
     _source_modalities,
 )
 from anybind.encoders import ENCODERS, EncoderOptions, encoder_options
+from anybind.encoders.backbone import BackboneOptions
 from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
@@ -332,6 +335,9 @@ class Config(Strict):
     base: BaseRunConfig | None = None
     fusion: FusionConfig | None = None
     predictor: PredictorConfig | None = None
+    #: a transformer body shared by the towers whose encoder is `backbone`
+    #: (encoders/backbone.py): one shared FFN, one per modality, or routed experts
+    backbone: BackboneOptions | None = None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
@@ -346,6 +352,7 @@ class Config(Strict):
             raise ValueError("configure at least two modalities to align")
         for name, mod in self.modalities.items():
             self._check_modality(name, mod)
+        check_backbone(self)
         self._check_objective(names)
         self._check_sources(names)
         return self
@@ -453,6 +460,10 @@ class Config(Strict):
         if self.optim.micro_batches > 1:
             raise ValueError("optim.micro_batches: not with a fusion module yet")
         return fusion.name
+
+    def backbone_modalities(self) -> list[str]:
+        """The modalities whose towers run the shared backbone."""
+        return [m for m, mc in self.modalities.items() if mc.encoder.get("type") == "backbone"]
 
     def _check_predictor(self, names: set[str]) -> list[str]:
         """The predictor's checks; the names of its predicted modalities."""

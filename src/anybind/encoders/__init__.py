@@ -18,6 +18,7 @@ from anybind.encoders import (  # noqa: F401
     series_cnn,
     series_transformer,
     speech_embedding,
+    token_transformer,
     video_frames,
     window_pool,
 )

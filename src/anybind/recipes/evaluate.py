@@ -23,6 +23,7 @@ from anybind.data.sample import UNLABELLED
 from anybind.data.shards.stream import ShardSet, reader_loader
 from anybind.errors import AnybindError
 from anybind.evaluate import alignment, modality_gap, recall_at_k, uniformity, zero_shot
+from anybind.evaluate.expert_load import expert_load_report
 from anybind.evaluate.zero_shot import ensemble
 from anybind.objectives.distributed import gather_no_grad
 from anybind.progress import progress_bar
@@ -183,6 +184,8 @@ def evaluate_space(
     settings = LoaderSettings.from_config(config.data, next(space.parameters()).device)
     skipped: list[BadSample] | None = [] if skip_bad else None
     group = group or ProcessGroup()
+    if space.backbone is not None:
+        space.backbone.reset_load()
     with one_blas_thread():
         emb, labels, count = embed_dataset(
             space, dataset, config.eval.batch_size, progress and group.main,
@@ -195,7 +198,21 @@ def evaluate_space(
     )
     report["skipped_samples"] = skipped_count
     report["skip_reasons"] = [b.message for b in (skipped or [])[:20]]
+    if space.backbone is not None and space.backbone.routed:
+        report["expert_load"] = expert_load_report(summed_load(space.backbone.load(), group))
     return report
+
+
+def summed_load(
+    load: dict[str, list[list[int]]], group: ProcessGroup
+) -> dict[str, list[list[int]]]:
+    """The experts' token counts summed over ranks (every rank must call it; every rank ran
+    the same keys: every modality of the backbone, every layer)."""
+    if not group.active:
+        return load
+    return {
+        m: [[int(group.sum(c)) for c in layer] for layer in layers] for m, layers in load.items()
+    }
 
 
 def score_embeddings(

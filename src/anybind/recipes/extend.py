@@ -78,6 +78,7 @@ def extended_config(
         ),
         "fusion": fusion,
         "predictor": predictor,
+        "backbone": base.get("backbone"),
         "data": {"class_names": base["data"]["class_names"], **(raw.get("data") or {})},
         "optim": raw.get("optim"),
         "train": raw.get("train") or {},

@@ -21,6 +21,7 @@ import torch
 from anybind.checkpoint import atomic_write_text
 from anybind.config.schema import Source
 from anybind.errors import AnybindError
+from anybind.evaluate.expert_load import expert_load_report
 from anybind.recipes.data import build_dataset
 from anybind.recipes.evaluate import embed_dataset, score_embeddings
 from anybind.report import plots
@@ -43,6 +44,8 @@ def build_report(
     if not sources:
         raise AnybindError("no evaluation data: pass --data or set data.eval in the config")
     dataset, _ = build_dataset(sources, space.config, space.modalities, progress=progress)
+    if space.backbone is not None:
+        space.backbone.reset_load()
     emb, labels, count = embed_dataset(space, dataset, space.config.eval.batch_size, progress)
     names = list(getattr(dataset, "class_names", None) or space.config.data.class_names or [])
     report = score_embeddings(space, emb, labels, count, class_names=names)
@@ -55,6 +58,7 @@ def build_report(
         geometry_section(report),
         adaptation_section(run_dir, adapters or []),
         robustness_section(run_dir),
+        experts_section(space),
     ]
     page = document(run_dir, space, report, [s for s in sections if s])
     out = out or run_dir / "report.html"
@@ -232,6 +236,25 @@ def robustness_section(run_dir: Path) -> str:
         data = {"level": r["levels"], **series}
         parts.append(figure(f"robustness-{m}", image, data, f"accuracy as {m} is corrupted"))
     return "".join(parts)
+
+
+def experts_section(space: Space) -> str:
+    """A routed backbone's expert load on the report's data: each expert's share of each
+    modality's tokens, per layer."""
+    if space.backbone is None or not space.backbone.routed:
+        return ""
+    load = expert_load_report(space.backbone.load())
+    if not load:
+        return ""
+    rows = [f"{m} L{i}" for m, layers in load["share"].items() for i in range(len(layers))]
+    matrix = np.array([s for layers in load["share"].values() for s in layers])
+    experts = [f"e{e}" for e in range(load["experts"])]
+    image = plots.heatmap(
+        matrix, rows, experts, "share of each modality's tokens per expert", fmt=".2f"
+    )
+    return "<h2>Expert load</h2>" + figure(
+        "expert-load", image, load, "routed experts: share of tokens per modality and layer"
+    )
 
 
 def document(run_dir: Path, space: Space, report: dict[str, Any], sections: list[str]) -> str:

@@ -52,9 +52,9 @@ class Aligner(nn.Module):
         second pass over one chunk: a scalar whose gradient is the chunk's share."""
         if replay is not None:
             return self.replayed(batch, replay, step)
+        if self.space.backbone is not None:
+            self.space.backbone.take_routing()  # only this step's routing counts
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            if self.space.fusion is not None or self.space.predictor is not None:
-                raise TrainingError("fusion and predictors are trained in one process for now")
             features, masks, groups, rows = self.gathered(batch)
             if self.objective.local:
                 return self.local_loss(features, masks, groups, rows, step)
@@ -78,9 +78,15 @@ class Aligner(nn.Module):
         present, present_masks = present_only(features, masks)
         terms = self.objective(present, present_masks, groups, self.space.logit_scale())
         require_terms(terms, step)
+        terms.update(self.balance_terms())
         loss = torch.stack([v.float() for v in terms.values()]).sum()
         require_finite(loss, terms, step)
         return loss, terms
+
+    def balance_terms(self) -> dict[str, torch.Tensor]:
+        """A routed backbone's auxiliary losses over the tokens this forward routed."""
+        backbone = self.space.backbone
+        return backbone.balance_terms() if backbone is not None and backbone.routed else {}
 
     def local_loss(
         self,
@@ -99,6 +105,8 @@ class Aligner(nn.Module):
             present, present_masks, groups, self.space.logit_scale(), rows
         )
         require_terms(shares, step)
+        # this rank's routing: DistributedDataParallel's average makes it the ranks' mean
+        shares.update({k: v / dist.get_world_size() for k, v in self.balance_terms().items()})
         stacked = torch.stack([v.float() for v in shares.values()])
         totals = stacked.detach().clone()
         dist.all_reduce(totals)
@@ -107,9 +115,17 @@ class Aligner(nn.Module):
         return stacked.sum() * dist.get_world_size(), terms
 
     def gathered(self, batch: dict[str, Any]) -> tuple[dict, dict, torch.Tensor | None, slice]:
-        """Every configured modality embedded on this rank's rows and gathered from all ranks
-        with gradient; and where this rank's rows sit in the gathered batch."""
-        return self.global_batch(self.embed_chunk(batch, torch.arange(len(batch["id"]))), batch)
+        """Every configured modality embedded on this rank's rows, then the embeddings derived
+        from them (fusion, predictors: computed on this rank's rows, with this rank's modality
+        dropout), all gathered from every rank with gradient; and where this rank's rows sit in
+        the gathered batch."""
+        local = self.embed_chunk(batch, torch.arange(len(batch["id"])))
+        masks = {name: batch[f"{name}_mask"] for name in local}
+        for name, (emb, mask) in self.space.derived(
+            local, masks, training=self.space.training
+        ).items():
+            local[name], masks[name] = emb, mask
+        return self.global_batch(local, batch, masks)
 
     def embed_chunk(self, batch: dict[str, Any], rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every configured modality's embeddings of some rows (zeros where absent)."""
@@ -119,21 +135,26 @@ class Aligner(nn.Module):
         }
 
     def global_batch(
-        self, local: dict[str, torch.Tensor], batch: dict[str, Any]
+        self,
+        local: dict[str, torch.Tensor],
+        batch: dict[str, Any],
+        local_masks: dict[str, torch.Tensor] | None = None,
     ) -> tuple[dict, dict, torch.Tensor | None, slice]:
         """This rank's embeddings of its whole batch gathered with every rank's, in rank order
         and in the same order on every rank (the gathers are collectives), with the gathered
-        masks and positive groups; and where this rank's rows sit. In one process: itself."""
+        masks (`local_masks`, default the batch's) and positive groups; and where this rank's
+        rows sit. In one process: itself."""
         n = len(batch["id"])
+        if local_masks is None:
+            local_masks = {name: batch[f"{name}_mask"] for name in local}
         if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            masks = {name: batch[f"{name}_mask"] for name in local}
-            return local, masks, batch_groups(batch, self.config), slice(0, n)
+            return local, local_masks, batch_groups(batch, self.config), slice(0, n)
         device = batch["label"].device
         features, masks = {}, {}
         offset = 0
         for name, embedded in local.items():
             features[name], offset = gather_with_grad(embedded)
-            masks[name] = gather_no_grad(batch[f"{name}_mask"].long())[0].bool()
+            masks[name] = gather_no_grad(local_masks[name].long())[0].bool()
         labels = gather_no_grad(batch["label"])[0]
         keys = caption_keys(masked_captions(batch), n).to(device)
         groups = group_ids(labels.cpu(), None, self.config.objective.positives)

@@ -23,11 +23,12 @@ def base_dir(run_dir: Path, base: BaseRunConfig) -> Path:
 
 
 def base_keys(space: Space) -> list[str]:
-    """The state-dict keys that belong to the base run: its towers and the logit scale."""
+    """The state-dict keys that belong to the base run: its towers, its shared backbone and
+    the logit scale."""
     base = space.config.base
     if base is None:
         return []
-    prefixes = tuple(f"towers.{m}." for m in base.modalities)
+    prefixes = tuple(f"towers.{m}." for m in base.modalities) + ("backbone.",)
     return [k for k in space.state_dict() if k.startswith(prefixes) or k == "log_logit_scale"]
 
 

@@ -17,6 +17,8 @@ from torch import nn
 
 from anybind.config.schema import Config
 from anybind.encoders import Encoder, build_encoder
+from anybind.encoders.backbone import Backbone
+from anybind.encoders.token_transformer import BackboneEncoder
 from anybind.errors import AnybindError
 from anybind.modalities import Modality, build_modality
 from anybind.space.fusion import Fusion, build_fusion, drop_modalities
@@ -74,6 +76,12 @@ class Space(nn.Module):
             )
             towers[name] = Tower(modality, encoder, projection)
         self.towers = nn.ModuleDict(towers)
+        self.backbone: Backbone | None = None
+        if config.backbone is not None:
+            self.backbone = Backbone(config.backbone, config.backbone_modalities())
+            for name, tower in towers.items():
+                if isinstance(tower.encoder, BackboneEncoder):
+                    tower.encoder.attach(self.backbone, name)
         init = math.log(1.0 / config.space.init_temperature)
         self.log_logit_scale = nn.Parameter(
             torch.tensor(init), requires_grad=config.space.learn_temperature
@@ -121,6 +129,14 @@ class Space(nn.Module):
             tower.frozen = mc.freeze_encoder
             tower.frozen_projection = mc.freeze_projection
             tower.cache_features = mc.freeze_encoder and tower.modality.name == "text"
+        if self.backbone is not None:
+            # the shared body trains when a tower that runs it trains its encoder (never in an
+            # extended run: it is the base run's)
+            users = self.config.backbone_modalities()
+            trains = self.config.base is None and any(
+                not self.config.modalities[m].freeze_encoder for m in users
+            )
+            self.backbone.requires_grad_(trains)
 
     def fuse(
         self,
@@ -193,6 +209,21 @@ class Space(nn.Module):
                 out[name] = (estimate, has)
         return out
 
+    def derived_names(self) -> list[str]:
+        """The modalities computed from other embeddings: the fusion's, the predicted ones."""
+        names = [self.config.fusion.name] if self.config.fusion else []
+        if self.config.predictor is not None:
+            names += [f"{m}_predicted" for m in self.config.predictor.modalities]
+        return names
+
+    def derived_inputs(self, name: str) -> list[str]:
+        """The towers a derived modality is computed from."""
+        if self.config.fusion is not None and name == self.config.fusion.name:
+            return list(self.config.fusion.modalities)
+        if self.config.predictor is not None and name.endswith("_predicted"):
+            return [m for m in self.config.predictor.modalities if m != name[: -len("_predicted")]]
+        raise AnybindError(f"'{name}' is not a derived modality of this space")
+
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.clamp(0.0, math.log(self.config.space.max_logit_scale)).exp()
 
@@ -231,6 +262,7 @@ class Space(nn.Module):
         base = self.config.base
         if base is not None:
             prefixes += [f"towers.{m}." for m in base.modalities] + ["log_logit_scale"]
+            prefixes += ["backbone."] if self.backbone is not None else []
         return prefixes
 
     def persistent_state(
