@@ -254,3 +254,37 @@ def test_an_absent_modality_can_enter_the_fusion_as_its_prediction(base, tmp_pat
     torch.testing.assert_close(joint[0], F.normalize(ei[0] + es[0], dim=0))  # both present
     torch.testing.assert_close(joint[1], F.normalize(ei[1] + estimate[1], dim=0))  # filled
     assert has.all()
+
+
+def test_the_joint_embedding_adapts_with_a_probe_and_refuses_a_tower_method(base, tmp_path):
+    """`--modality joint`: a linear probe over the fused embeddings, scored on the held-out
+    part; `anybind eval --adapter` then scores the joint embedding with the probe's head, away
+    from the adaptation samples. A method that tunes a tower is refused with the reason."""
+    from anybind.adapt.store import adaptation_ids, adapted_classifiers, load_adapted
+    from anybind.api import adapt_run
+    from anybind.config.schema import ArraysSource
+    from anybind.errors import AnybindError
+    from anybind.recipes.evaluate import evaluate_sources
+
+    out = tmp_path / "mean"
+    extend(base / "run", fusion_extension(base, kind="mean"), out, progress=False)
+    data = [ArraysSource(type="arrays", path=str(base / "tiny.npz"),
+                         keys={"image": "images", "sketch": "sketch"})]  # fmt: skip
+    result = adapt_run(out, "linear-probe", data, modality="joint", shots=4, out=tmp_path / "lp")
+    assert result["modality"] == "joint" and result["train_samples"] == 16
+    assert result["split"]["eval_samples"] == 47  # the stratified half of 96
+    assert result["zero_shot"]["top1"] > 0.25 and result["adapted"]["top1"] > 0.25
+    space, adaptation = load_adapted(tmp_path / "lp", out)
+    assert adaptation.modality == "joint" and adaptation.head.shape == (4, 16)
+    heads, seen = adapted_classifiers(space, adaptation), adaptation_ids(tmp_path / "lp")
+    report = evaluate_sources(space, data, classifiers=heads, exclude_ids=seen, progress=False)
+    plain = evaluate_sources(space, data, exclude_ids=seen, progress=False)
+    assert report["zero_shot"]["joint"]["n"] == 47  # the evaluation half only
+    # the adapter's own score of its held-out part, and the zero-shot one without the head
+    assert report["zero_shot"]["joint"]["top1"] == pytest.approx(result["adapted"]["top1"])
+    assert plain["zero_shot"]["joint"]["top1"] == pytest.approx(result["zero_shot"]["top1"])
+    assert report["zero_shot"]["image"] == plain["zero_shot"]["image"]  # only the joint's head
+    with pytest.raises(AnybindError, match="tunes a tower"):
+        adapt_run(out, "tent", data, modality="joint", out=tmp_path / "tent")
+    with pytest.raises(AnybindError, match="no such modality"):
+        adapt_run(out, "linear-probe", data, modality="jiont", shots=4)

@@ -74,8 +74,9 @@ def make_context(
     text = next((m for m, t in space.towers.items() if t.modality.name == "text"), None)
     if text is None:
         raise AnybindError("adaptation needs a text tower to name the classes")
-    if modality not in space.towers:
-        raise AnybindError(f"the space has no '{modality}' tower (has {', '.join(space.towers)})")
+    if modality not in space.towers and modality not in space.derived_names():
+        known = ", ".join([*space.towers, *space.derived_names()])
+        raise AnybindError(f"the space has no modality '{modality}' (has {known})")
     templates = config.eval.templates.get(modality, config.eval.default_templates)
     return AdaptContext(space, modality, list(names), list(templates), text, seed, progress)
 
@@ -127,6 +128,10 @@ class AdaptMethod(ABC):
     #: a label-free method that can also use K labelled shots per class (semi-supervised): it
     #: gets the shots as `labelled` and the rest of the adaptation data as an unlabelled view
     accepts_shots: ClassVar[bool] = False
+    #: True: the method reads only embeddings (a head over them), so it also adapts a modality
+    #: computed from towers (a fusion's joint embedding, a predicted one); False: it tunes a
+    #: tower
+    over_embeddings: ClassVar[bool] = False
 
     def __init__(self, options: MethodOptions | None = None):
         self.options = options or self.Options()

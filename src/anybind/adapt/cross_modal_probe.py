@@ -23,9 +23,8 @@ from anybind.adapt.base import (
     MethodOptions,
     require_labels,
 )
-from anybind.adapt.features import embed_with_views
+from anybind.adapt.features import embed_data
 from anybind.adapt.trainer import fit
-from anybind.adapt.views import modality_tensor
 from anybind.data.dataset import MultiModalDataset
 
 
@@ -47,6 +46,7 @@ class CrossModalProbeOptions(MethodOptions):
 class CrossModalProbe(AdaptMethod):
     Options = CrossModalProbeOptions
     options: CrossModalProbeOptions
+    over_embeddings = True
 
     def adapt(
         self,
@@ -55,9 +55,7 @@ class CrossModalProbe(AdaptMethod):
         labelled: MultiModalDataset | None = None,
     ) -> Adaptation:
         o = self.options
-        x, source = embed_with_views(
-            ctx.space.towers[ctx.modality], modality_tensor(data, ctx.modality), o.views, ctx.seed
-        )
+        x, source = embed_data(ctx.space, data, ctx.modality, views=o.views, seed=ctx.seed)
         labels = require_labels(data, self.name)[source]
         names, temps = ctx.class_names, ctx.templates
         with torch.no_grad():

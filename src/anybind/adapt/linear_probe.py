@@ -20,8 +20,7 @@ from anybind.adapt.base import (
     MethodOptions,
     require_labels,
 )
-from anybind.adapt.features import embed_with_views
-from anybind.adapt.views import modality_tensor
+from anybind.adapt.features import embed_data
 from anybind.data.dataset import MultiModalDataset
 
 
@@ -38,6 +37,7 @@ class LinearProbeOptions(MethodOptions):
 class LinearProbe(AdaptMethod):
     Options = LinearProbeOptions
     options: LinearProbeOptions
+    over_embeddings = True
 
     def adapt(
         self,
@@ -45,11 +45,8 @@ class LinearProbe(AdaptMethod):
         data: MultiModalDataset,
         labelled: MultiModalDataset | None = None,
     ) -> Adaptation:
-        x, source = embed_with_views(
-            ctx.space.towers[ctx.modality],
-            modality_tensor(data, ctx.modality),
-            self.options.views,
-            ctx.seed,
+        x, source = embed_data(
+            ctx.space, data, ctx.modality, views=self.options.views, seed=ctx.seed
         )
         labels = require_labels(data, self.name)[source].numpy()
         x_np = x.numpy().astype(np.float64)

@@ -20,7 +20,7 @@ import torch
 
 from anybind.adapt import build_method
 from anybind.adapt.base import Adaptation, AdaptContext, make_context
-from anybind.adapt.features import embed_inputs
+from anybind.adapt.features import embed_data, embed_inputs
 from anybind.adapt.protocols import adapt_eval_split, few_shot_indices, ids_digest
 from anybind.adapt.store import save_adaptation
 from anybind.adapt.views import UnlabelledView, modality_tensor, subset
@@ -42,6 +42,8 @@ class TargetDomain:
     eval_idx: Any
     eval_fraction: float
     split_seed: int
+    #: the towers `modality` is computed from, when it is derived (a fusion's joint embedding)
+    inputs: list[str] | None = None
     _eval_inputs: torch.Tensor | None = field(default=None, repr=False)
 
     @classmethod
@@ -53,8 +55,11 @@ class TargetDomain:
         *,
         eval_fraction: float = 0.5,
         split_seed: int = 0,
+        inputs: list[str] | None = None,
     ) -> TargetDomain:
-        has = dataset.has(modality)
+        """`inputs`: for a derived modality, the towers it is computed from (a sample holding
+        any of them takes part)."""
+        has = torch.stack([dataset.has(m) for m in inputs or [modality]]).any(dim=0)
         if not bool(has.all()):  # a manifest of several modalities: the rows holding this one
             dataset = dataset.subset(torch.nonzero(has).flatten().tolist())
         labels = dataset.labels()
@@ -66,7 +71,7 @@ class TargetDomain:
         adapt, evaluate = adapt_eval_split(
             len(dataset), labels, eval_fraction=eval_fraction, seed=split_seed
         )
-        return cls(name, dataset, modality, adapt, evaluate, eval_fraction, split_seed)
+        return cls(name, dataset, modality, adapt, evaluate, eval_fraction, split_seed, inputs)
 
     @property
     def adapt_part(self) -> MultiModalDataset:
@@ -81,6 +86,12 @@ class TargetDomain:
         if self._eval_inputs is None:
             self._eval_inputs = modality_tensor(self.eval_part, self.modality)
         return self._eval_inputs
+
+    def eval_embeddings(self, space: Space) -> torch.Tensor:
+        """(N, D) embeddings of the evaluation part (decoded inputs are kept between calls)."""
+        if self.inputs is not None:
+            return embed_data(space, self.eval_part, self.modality)[0]
+        return embed_inputs(space.towers[self.modality], self.eval_inputs)
 
     def split_record(self) -> dict[str, Any]:
         ids = [s.id for s in self.dataset.samples]
@@ -105,10 +116,17 @@ def target_modality(space: Space, dataset: MultiModalDataset, requested: str | N
         for m, t in space.towers.items()
         if t.modality.name != "text" and bool(dataset.has(m).any())
     ]
+    if requested is not None and requested in space.derived_names():
+        inputs = space.derived_inputs(requested)
+        if not any(bool(dataset.has(m).any()) for m in inputs):
+            raise AnybindError(
+                f"--modality {requested}: the target data holds none of {', '.join(inputs)}"
+            )
+        return requested
     if requested is not None:
         if requested not in space.towers:
-            known = ", ".join(space.towers)
-            raise AnybindError(f"--modality {requested}: the space has no such tower ({known})")
+            known = ", ".join([*space.towers, *space.derived_names()])
+            raise AnybindError(f"--modality {requested}: the space has no such modality ({known})")
         if requested not in present:
             raise AnybindError(
                 f"--modality {requested}: the target data holds none (it holds {present})"
@@ -134,7 +152,7 @@ def score(
     """Top-1 etc. on the evaluation part, over `classes` only (default all), zero-shot when
     `adaptation` is None."""
     labels = domain.eval_part.labels()
-    emb = embed_inputs(space.towers[domain.modality], domain.eval_inputs)
+    emb = domain.eval_embeddings(space)
     names = ctx.class_names if classes is None else [ctx.class_names[c] for c in classes]
     if adaptation is None:
         with torch.no_grad():
@@ -165,6 +183,11 @@ def adapt_space(
 ) -> tuple[Adaptation, dict[str, Any]]:
     """Run one method on `domain`'s adaptation part (in place on `space`)."""
     algo = build_method(method, options)
+    if domain.inputs is not None and not algo.over_embeddings:
+        raise AnybindError(
+            f"'{method}' tunes a tower; '{domain.modality}' is computed from "
+            f"{', '.join(domain.inputs)}: adapt it with linear-probe or cross-modal-probe"
+        )
     ctx = make_context(space, domain.modality, seed=seed, progress=progress)
     part = domain.adapt_part
     record: dict[str, Any] = {"method": method, "seed": seed}
@@ -226,10 +249,12 @@ def adapt_run(
     zero-shot and adapted scores on the held-out evaluation part."""
     run_dir = Path(run_dir)
     base_sha = file_sha256(run_dir / WEIGHTS)
-    domain = TargetDomain.build(
-        name, dataset, modality, eval_fraction=eval_fraction, split_seed=split_seed
-    )
     space = load_space(run_dir)
+    inputs = space.derived_inputs(modality) if modality in space.derived_names() else None
+    domain = TargetDomain.build(
+        name, dataset, modality, eval_fraction=eval_fraction, split_seed=split_seed,
+        inputs=inputs,
+    )  # fmt: skip
     ctx = make_context(space, modality)
     baseline = score(space, ctx, None, domain)
     adaptation, record = adapt_space(

@@ -15,7 +15,8 @@ from anybind.errors import AnybindError
 
 def _space(*modalities: str) -> SimpleNamespace:
     return SimpleNamespace(
-        towers={m: SimpleNamespace(modality=SimpleNamespace(name=m)) for m in modalities}
+        towers={m: SimpleNamespace(modality=SimpleNamespace(name=m)) for m in modalities},
+        derived_names=lambda: [],
     )
 
 
@@ -42,7 +43,7 @@ def test_a_manifest_of_image_and_audio_asks_for_the_modality_and_takes_it():
     with pytest.raises(AnybindError, match="holds image and audio: pass --modality"):
         target_modality(space, data)
     assert target_modality(space, data, "audio") == "audio"
-    with pytest.raises(AnybindError, match="no such tower"):
+    with pytest.raises(AnybindError, match="no such modality"):
         target_modality(space, data, "video")
     with pytest.raises(AnybindError, match="holds none"):
         target_modality(_space("image", "audio", "depth"), data, "depth")
