@@ -9,6 +9,12 @@ Reports errors, p50/p99 latency and requests/s;
 then the same queries embedded and searched in-process in batches of 32 (no HTTP), for the
 throughput ratio; and the same number of GET /health (no work at all) as the HTTP floor of this
 client and server. Bars: no error; throughput ≥ 0.7× the in-process batches.
+
+When `wrk` is installed (Debian's `wrk`, a C load generator), the same search is also driven by
+it for `--wrk-seconds` with the same number of connections: the Python client costs the server
+most of a core, and wrk much less, so its rate is closer to what the server can do. The
+in-process rate is also measured on one thread (torch and FAISS), the share of the machine
+the server gets while a client holds the other core.
 """
 
 from __future__ import annotations
@@ -35,12 +41,21 @@ def collection(run: Path, root: Path) -> Path:
     return root / "emb"
 
 
-def queries(run: Path, n: int) -> list[str]:
+#: sentence-length queries (16–20 words), as people type them, for `--queries sentences`
+SENTENCES = [
+    "a clear recording of a person saying the number {} slowly in a quiet room with no music",
+    "the handwritten digit {} drawn with a black pen on white paper, a little slanted to the right",
+    "someone on the phone reading out the number {} twice, with some noise from the street behind",
+    "a scanned form where the box holds the digit {} written quickly by hand in blue ink",
+]
+
+
+def queries(run: Path, n: int, kind: str = "short") -> list[str]:
     from anybind.space import load_space
 
     config = load_space(run).config
     names = config.data.class_names or ["thing"]
-    templates = config.eval.default_templates
+    templates = config.eval.default_templates if kind == "short" else SENTENCES
     return [templates[i % len(templates)].format(names[i % len(names)]) for i in range(n)]
 
 
@@ -70,20 +85,63 @@ async def load(
     return latencies, codes, wall
 
 
-def in_process(run: Path, emb: Path, texts: list[str]) -> float:
+def in_process(run: Path, emb: Path, texts: list[str], threads: int | None = None) -> float:
+    """Queries/s of the same searches in this process, in batches of 32 (on `threads` torch
+    and FAISS threads when given)."""
+    import faiss
+    import torch
+
     from anybind.search.engine import Searcher
     from anybind.space import load_space
 
-    searcher = Searcher.open(load_space(run), emb)
-    targets = searcher.collection.modalities
-    for t in targets:
-        searcher.index(t)
-    started = time.perf_counter()
-    for i in range(0, len(texts), 32):
-        vectors = searcher.embed("text", texts[i : i + 32])
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+    try:
+        searcher = Searcher.open(load_space(run), emb)
+        targets = searcher.collection.modalities
         for t in targets:
-            searcher.search(vectors, t, 10)
-    return len(texts) / (time.perf_counter() - started)
+            searcher.index(t)
+        started = time.perf_counter()
+        for i in range(0, len(texts), 32):
+            vectors = searcher.embed("text", texts[i : i + 32])
+            for t in targets:
+                searcher.search(vectors, t, 10)
+        return len(texts) / (time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk_rate(
+    port: int, clients: int, seconds: int, root: Path, text: str
+) -> dict[str, float] | None:
+    """Requests/s and non-2xx answers of `wrk` POSTing one search; None without wrk."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("wrk") is None:
+        return None
+    script = root / "search.lua"
+    script.write_text(WRK_SCRIPT.replace("{body}", json.dumps({"text": text, "k": 10})))
+    url = f"http://127.0.0.1:{port}/search"
+    args = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(script), url]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if rate is None or total is None:
+        raise SystemExit(f"could not read wrk's output:\n{out}")
+    return {"requests_per_s": float(rate.group(1)), "requests": int(total.group(1)),
+            "non_2xx": int(bad.group(1)) if bad else 0}  # fmt: skip
 
 
 def free_port() -> int:
@@ -122,20 +180,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--queries", choices=["short", "sentences"], default="short",
+                        help="the demo's 1–3 word prompts, or 16–20 word sentences")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         emb = collection(args.run, Path(tmp))
-        texts = queries(args.run, args.requests)
+        texts = queries(args.run, args.requests, args.queries)
         port = free_port()
         server = start_server(args.run, emb, port)
         try:
             asyncio.run(load(port, texts[:100], args.clients))  # warm-up
             latencies, codes, wall = asyncio.run(load(port, texts, args.clients))
             _, floor_codes, floor_wall = asyncio.run(load(port, texts, args.clients, "/health"))
+            wrk = wrk_rate(port, args.clients, args.wrk_seconds, Path(tmp), texts[0])
         finally:
             server.terminate()
             server.wait(30)
         direct = in_process(args.run, emb, texts)
+        one_thread = in_process(args.run, emb, texts, threads=1)
     result = {
         "requests": len(codes), "clients": args.clients,
         "errors": sum(c != 200 for c in codes),
@@ -144,7 +207,11 @@ def main() -> None:
         "requests_per_s": len(codes) / wall, "in_process_per_s": direct,
         "ratio": (len(codes) / wall) / direct,
         "health_requests_per_s": len(floor_codes) / floor_wall,
+        "in_process_one_thread_per_s": one_thread, "wrk": wrk,
     }  # fmt: skip
+    if wrk is not None:
+        result["wrk"]["ratio"] = wrk["requests_per_s"] / direct
+        result["wrk"]["ratio_to_one_thread"] = wrk["requests_per_s"] / one_thread
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
