@@ -2,16 +2,19 @@
 
 Modality preprocessing options and encoder options are validated against the Options model of
 the registered modality kind and encoder type, so a typo inside them is caught too.
+
+The sections that stand alone live beside this file (sources.py, objectives.py, fusion.py,
+backbone.py for the backbone's checks). What stays here is `Config` and the sections its
+validator checks against each other (modalities × objective × data × base × fusion): those
+checks read every section at once, so they are kept in one place, one method per concern.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import (
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -19,7 +22,15 @@ from pydantic import (
 
 from anybind.config.backbone import check_backbone
 
-# the sources live in their own module; they are imported from here too
+# the objectives and the sources live in their own modules; they are imported from here too
+from anybind.config.fusion import FusionConfig, PredictorConfig
+from anybind.config.objectives import (
+    CWCLConfig,
+    InfoNCEConfig,
+    ObjectiveConfig,
+    SigLIPConfig,
+    SymileConfig,
+)
 from anybind.config.sources import (
     ArraysSource,
     AVDigitsSource,
@@ -37,7 +48,7 @@ from anybind.encoders.backbone import BackboneOptions
 from anybind.errors import ConfigError
 from anybind.modalities import MODALITIES
 from anybind.modalities.base import ModalityOptions
-from anybind.options import Fraction, Positive, Size
+from anybind.options import Fraction, Size
 
 
 class ProjectionConfig(Strict):
@@ -75,81 +86,6 @@ class SpaceConfig(Strict):
     init_temperature: float = Field(0.07, gt=0)
     max_logit_scale: float = Field(100.0, gt=1)
     learn_temperature: bool = True
-
-
-class _ObjectiveBase(Strict):
-    #: Which samples in a batch count as positives of each other besides the pair itself.
-    positives: Literal["label", "caption", "label_or_caption", "none"] = "label_or_caption"
-
-
-class _PairwiseObjective(_ObjectiveBase):
-    #: "all": every pair of modalities; "anchor": every modality against `anchor`;
-    #: or an explicit list of [a, b] pairs.
-    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "all"
-    anchor: str | None = None
-
-
-class InfoNCEConfig(_PairwiseObjective):
-    """CLIP's symmetric InfoNCE over every configured pair."""
-
-    type: Literal["infonce"] = "infonce"
-    #: one learnable temperature for the space, or one per modality pair
-    scale: Literal["shared", "per_pair"] = "shared"
-    #: compute the loss in tiles, never holding the N×N logits (exact)
-    tiled: bool = False
-    tile: Size = 1024
-
-
-class SigLIPConfig(_PairwiseObjective):
-    """SigLIP's pairwise sigmoid loss, with its own learnable scale and bias."""
-
-    type: Literal["siglip"]
-    init_scale: Positive = 10.0
-    init_bias: float = -10.0
-    tiled: bool = False
-    tile: Size = 1024
-
-
-class CWCLConfig(_PairwiseObjective):
-    """CWCL: soft targets from similarity within a frozen anchor modality."""
-
-    type: Literal["cwcl"]
-    anchor: str  # type: ignore[assignment]  # required here
-    pairs: Literal["all", "anchor"] | list[tuple[str, str]] = "anchor"
-    scale: Literal["shared", "per_pair"] = "shared"
-
-
-class SymileConfig(_ObjectiveBase):
-    """Symile's higher-order loss over one tuple of modalities."""
-
-    type: Literal["symile"]
-    #: the modalities of the tuple (default: all configured ones)
-    modalities: list[str] | None = None
-    negatives: Literal["n", "n_squared"] = "n"
-    #: a sample missing a modality: masked out, or a learned stand-in embedding
-    missing: Literal["mask", "learned"] = "mask"
-
-
-def _objective_type(value: Any) -> str:
-    """The tag of an objective section; `type` may be left out for infonce."""
-    if isinstance(value, dict):
-        return str(value.get("type", "infonce"))
-    return str(getattr(value, "type", "infonce"))
-
-
-#: Which loss aligns the modalities (`objective.type`); see docs/configuration.md for each.
-ObjectiveConfig = Annotated[
-    Annotated[InfoNCEConfig, Tag("infonce")]
-    | Annotated[SigLIPConfig, Tag("siglip")]
-    | Annotated[CWCLConfig, Tag("cwcl")]
-    | Annotated[SymileConfig, Tag("symile")],
-    Discriminator(
-        _objective_type,
-        custom_error_type="objective_type",
-        custom_error_message="objective.type: unknown objective (known: infonce, siglip, "
-        "cwcl, symile)",
-    ),
-]
 
 
 #: the `type` of each typed config section → the section kind, for error messages (pydantic
@@ -275,38 +211,6 @@ class EvalConfig(Strict):
     default_templates: list[str] = Field(default_factory=lambda: ["{}", "a {}", "the {}"])
     batch_size: int = 512
     max_uniformity_samples: int = 2000
-
-
-class FusionConfig(Strict):
-    """One joint embedding per sample from any non-empty subset of `modalities`
-    (anybind.space.fusion); objectives and evaluation see it as the modality `name`."""
-
-    type: Literal["mean", "transformer"] = "mean"
-    modalities: list[str] = Field(min_length=2)
-    name: str = "joint"
-    layers: Size = 1
-    heads: Size = 4
-    #: modality dropout in training: the probability of hiding each modality from the fusion
-    #: (per sample; a sample always keeps one of its modalities)
-    dropout: dict[str, Fraction] = Field(default_factory=dict)
-    #: `predicted`: an absent fused modality enters as its predicted embedding (needs a
-    #: `predictor` of it), in training after modality dropout and at evaluation
-    fill: Literal["none", "predicted"] = "none"
-
-
-class PredictorConfig(Strict):
-    """Networks that predict each of `modalities`' embedding from the others present
-    (anybind.space.predictor); their outputs are the modalities `{m}_predicted`."""
-
-    modalities: list[str] = Field(min_length=2)
-    #: `mlp`: a residual MLP per target (sample-dependent); `shift`: a learned constant per
-    #: target (only the gap between the modalities' regions: robust to a shift of domain)
-    #: `codebook`: attention over `hidden` learned (key, value) prototypes; `anchor`: the class
-    #: posterior against the anchor's class prompts weights learned per-class values
-    kind: Literal["mlp", "shift", "codebook", "anchor"] = "mlp"
-    hidden: Size = 512
-    #: `anchor` only: also learn the per-class values (else only the posterior's sharpness)
-    learn_values: bool = False
 
 
 class BaseRunConfig(Strict):

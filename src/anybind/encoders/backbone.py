@@ -11,9 +11,10 @@ x + FFN(x) on every real token, where the feed-forward is, by `ffn`:
   by all modalities, whose router decides per token.
 
 `Backbone.forward(tokens, pad, modality)` runs one modality's batch (towers run one modality at
-a time). A routed backbone keeps each routed layer's decisions of the forwards since the last
-`take_routing()` (training reads them for the auxiliary losses), and counts the tokens each
-expert received per modality and layer since `reset_load()` (evaluation reports them).
+a time). A routed backbone keeps each routed layer's decisions of the training forwards since
+the last `take_routing()` (training reads them for the auxiliary losses), and counts the tokens
+each expert received per modality and layer in evaluation since `reset_load()` (evaluation
+reports them).
 """
 
 from __future__ import annotations
@@ -137,8 +138,12 @@ class Backbone(nn.Module):
         return x
 
     def record(self, modality: str, layer: int, routing: Routing) -> None:
-        if self.training and torch.is_grad_enabled():
-            self._routing.append((modality, layer, routing))
+        """Training keeps the routing for the balancing losses; evaluation counts the tokens
+        (off the training step: the count is a device-to-host copy per layer)."""
+        if self.training:
+            if torch.is_grad_enabled():
+                self._routing.append((modality, layer, routing))
+            return
         counts = expert_counts(routing).detach().cpu()
         key = (modality, layer)
         self._load[key] = self._load.get(key, torch.zeros_like(counts)) + counts

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler
 
-from anybind.config.schema import Config, Source
+from anybind.config.schema import Source
 from anybind.data.dataset import MultiModalDataset
 from anybind.data.lazy import BadSample
 from anybind.data.loader import LoaderSettings, batches, make_loader
@@ -73,7 +73,7 @@ def embed_dataset(
     group = group or ProcessGroup()
     device = next(space.parameters()).device
     loader, total = eval_loader(dataset, batch_size, settings or LoaderSettings(), group)
-    names = [*space.towers, *derived_names(space.config)]
+    names = [*space.towers, *space.derived_names()]
     chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in names}
     seen_rows, seen_labels = [], []
     seen = 0
@@ -132,14 +132,6 @@ def embed_batch(
             rows = has.nonzero().flatten()
             out[name] = (derived[rows], rows)
     return out
-
-
-def derived_names(config: Config) -> list[str]:
-    """The modalities computed from others: the fusion's and the predictors'."""
-    names = [config.fusion.name] if config.fusion else []
-    if config.predictor:
-        names += [f"{m}_predicted" for m in config.predictor.modalities]
-    return names
 
 
 def tower_inputs(
