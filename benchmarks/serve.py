@@ -50,13 +50,33 @@ SENTENCES = [
 ]
 
 
+#: words that make each query its own (people rarely send one text twice, and a repeated text
+#: would measure a cache, not a search)
+WORDS = (
+    "quiet", "loud", "slow", "quick", "clear", "noisy", "small", "large", "bold", "thin",
+    "neat", "messy", "old", "new", "dark", "light", "soft", "sharp", "faint", "bright",
+    "early", "late", "tidy", "rough", "calm", "busy", "plain", "fancy", "short", "long",
+    "warm", "cold",
+)  # fmt: skip
+
+
 def queries(run: Path, n: int, kind: str = "short") -> list[str]:
+    """`n` different queries: the demo's prompts (or sentences) each with two seeded words."""
+    import random
+
     from anybind.space import load_space
 
     config = load_space(run).config
     names = config.data.class_names or ["thing"]
     templates = config.eval.default_templates if kind == "short" else SENTENCES
-    return [templates[i % len(templates)].format(names[i % len(names)]) for i in range(n)]
+    rng, out, seen = random.Random(0), [], set()
+    while len(out) < n:
+        words = " ".join(rng.sample(WORDS, 2))
+        text = f"{words} {rng.choice(templates).format(rng.choice(names))}"
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
 
 
 async def load(
@@ -114,16 +134,20 @@ def in_process(run: Path, emb: Path, texts: list[str], threads: int | None = Non
         faiss.omp_set_num_threads(before[1])
 
 
-WRK_SCRIPT = """wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
+WRK_SCRIPT = """local bodies = {{ {bodies} }}
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, bodies[i])
+end
 """
 
 
 def wrk_rate(
-    port: int, clients: int, seconds: int, root: Path, text: str
+    port: int, clients: int, seconds: int, root: Path, texts: list[str]
 ) -> dict[str, float] | None:
-    """Requests/s and non-2xx answers of `wrk` POSTing one search; None without wrk."""
+    """Requests/s and non-2xx answers of `wrk` POSTing the searches of `texts` in turn; None
+    without wrk."""
     import re
     import shutil
     import subprocess
@@ -131,7 +155,8 @@ def wrk_rate(
     if shutil.which("wrk") is None:
         return None
     script = root / "search.lua"
-    script.write_text(WRK_SCRIPT.replace("{body}", json.dumps({"text": text, "k": 10})))
+    bodies = ", ".join(f"[==[{json.dumps({'text': t, 'k': 10})}]==]" for t in texts)
+    script.write_text(WRK_SCRIPT.format(bodies=bodies))
     url = f"http://127.0.0.1:{port}/search"
     args = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(script), url]
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -193,7 +218,7 @@ def main() -> None:
             asyncio.run(load(port, texts[:100], args.clients))  # warm-up
             latencies, codes, wall = asyncio.run(load(port, texts, args.clients))
             _, floor_codes, floor_wall = asyncio.run(load(port, texts, args.clients, "/health"))
-            wrk = wrk_rate(port, args.clients, args.wrk_seconds, Path(tmp), texts[0])
+            wrk = wrk_rate(port, args.clients, args.wrk_seconds, Path(tmp), texts)
         finally:
             server.terminate()
             server.wait(30)

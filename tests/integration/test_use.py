@@ -134,6 +134,24 @@ def test_each_item_finds_itself_first_and_recall_is_measured(trained, tmp_path, 
     assert all(h[0].score == pytest.approx(1.0, abs=1e-4) for h in hits)
 
 
+def test_queries_are_embedded_in_one_batch_and_nothing_is_kept(trained, tmp_path) -> None:
+    """A frozen text tower caches its features for training; a searcher must not (each new
+    query would stay in memory), and one batch must equal the one-at-a-time features."""
+    run, data = trained
+    embed(run, [str(data)], tmp_path / "emb", keys=KEYS)
+    space = load_space(run)
+    text = space.towers["text"]
+    text.cache_features = True  # as a frozen text encoder trains
+    queries = [f"query {i} about {name}" for i, name in enumerate(CLASS_NAMES * 3)]
+    with torch.no_grad():
+        one_at_a_time = torch.nn.functional.normalize(text(queries), dim=-1).numpy()
+    assert len(text._cache) == len(queries)
+    searcher = Searcher.open(space, tmp_path / "emb")
+    got = searcher.embed("text", queries)
+    assert not text.cache_features and text._cache == {}
+    np.testing.assert_allclose(got, one_at_a_time, atol=1e-5)
+
+
 def test_text_queries_find_images_of_their_class(trained, tmp_path) -> None:
     run, data = trained
     embed(run, [str(data)], tmp_path / "emb", keys=KEYS)

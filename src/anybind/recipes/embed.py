@@ -75,6 +75,7 @@ def embed_collection(
     done = done_parts(out)
     mine = [k for k in range(group.rank, parts, group.world) if k not in done]
     space.eval()
+    space.stop_caching()
     skipped: list[str] = []
     with progress_bar("items", disable=not (settings.progress and group.main)) as bar:
         already = sum(int(info.get("samples", 0)) for info in done.values())

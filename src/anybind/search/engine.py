@@ -61,6 +61,7 @@ class Searcher:
                 f"{root} was embedded with other weights than this run's (SHA-256 mismatch): "
                 "embed the collection again with this run"
             )
+        space.stop_caching()  # queries are not repeated: no feature cache growing with them
         return cls(space, collection)
 
     def index(self, modality: str) -> tuple[Any, dict[str, np.ndarray]]:

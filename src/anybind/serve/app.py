@@ -15,11 +15,16 @@ route but the page and /health needs `Authorization: Bearer KEY`.
 from __future__ import annotations
 
 import hmac
+import inspect
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from anybind.errors import AnybindError, DataError
 from anybind.modalities.base import EncodedFile
 from anybind.search.engine import Searcher
-from anybind.serve.batcher import Batcher
+from anybind.serve.batcher import Batcher, run_group
 from anybind.serve.page import PAGE
 
 
@@ -57,7 +62,8 @@ def create_app(
     searcher: Searcher, limits: Limits | None = None, api_key: str | None = None
 ) -> FastAPI:
     limits = limits or Limits()
-    batcher = Batcher(searcher.embed_decoded, searcher.decode, searcher.search, limits.window_s,
+    model_thread = ThreadPoolExecutor(1, "anybind-model")
+    batcher = Batcher(partial(run_group, searcher), model_thread, limits.window_s,
                       limits.max_batch)  # fmt: skip
     targets = searcher.collection.modalities
     items = _item_paths(searcher)
@@ -66,10 +72,16 @@ def create_app(
     async def lifespan(_: FastAPI):  # noqa: ANN202
         for name in targets:
             searcher.index(name)  # load every index before the first request
+        # the batch thread's forward pass gives up the GIL between its C calls and, with the
+        # default 5 ms switch interval, waits that long for the event loop to hand it back:
+        # 1 ms measured best (benchmarks/serve.py, BENCHMARKS "Using a space")
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.001))
         yield
+        sys.setswitchinterval(interval)
         await batcher.close()
 
-    app = FastAPI(title="anybind", lifespan=lifespan)
+    app = FastAPI(title="anybind", lifespan=lifespan, **_NO_TELEMETRY)
     app.state.batcher = batcher
 
     app.add_middleware(Guard, limits=limits, api_key=api_key)
@@ -87,7 +99,7 @@ def create_app(
     async def embed(request: Request) -> JSONResponse:
         modality, inputs = await _inputs(request, searcher, limits, EmbedRequest)
         vectors = await _submit(batcher, modality, inputs)
-        return JSONResponse({"modality": modality, "embeddings": vectors.tolist()})
+        return FastJSON({"modality": modality, "embeddings": vectors.tolist()})
 
     @app.post("/search")
     async def search(request: Request) -> JSONResponse:
@@ -102,7 +114,7 @@ def create_app(
                     {**h.as_dict(), "url": f"/items/{h.id}" if h.path else None} for h in hits
                 ]
             results.append({"query": shown, "modality": modality, "results": per})
-        return JSONResponse({"results": results})
+        return FastJSON({"results": results})
 
     @app.get("/items/{item_id}")
     async def item(item_id: str, modality: str | None = None) -> FileResponse:
@@ -117,6 +129,23 @@ def create_app(
         return FileResponse(path)
 
     return app
+
+
+#: FastAPI's native OpenTelemetry (0.165+) asks the global providers on every request, which
+#: reads the environment each time: that cost half of a `GET /health` here. Off, unless the
+#: caller instruments the app itself.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
+class FastJSON(JSONResponse):
+    """orjson: five times faster than the standard library's json on a page of hits."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -2,10 +2,12 @@
 search per target.
 
 Each request puts its raw inputs (and, for a search, its targets and k) on its modality's queue
-and awaits a future. One task per modality takes the first waiting request, keeps collecting for
-`window_s` (or until `max_batch` inputs), then in a worker thread decodes every input, runs the
-tower once on all of them, searches each target index once for the whole batch (at the largest
-k asked), and hands each request its rows (text-embeddings-inference's scheme, in asyncio). A
+and awaits a future. One task per modality takes the first waiting request, waits `window_s`
+for others, takes what is queued (up to `max_batch` inputs) and hands the batch to the model's
+thread. There it decodes every input, runs the tower once on all of them, searches each target
+index once for the whole batch (at the largest k asked) and gives each request its rows
+(text-embeddings-inference's scheme, in asyncio). Two batches are in flight: one computing, the
+next one gathered, so that the event loop answers and reads requests while the model works. A
 bad input fails only its own request: inputs are decoded one by one before the forward pass.
 """
 
@@ -13,24 +15,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from anybind.errors import AnybindError
 
 
-@dataclass
-class Job:
+@dataclass(frozen=True)
+class Work:
+    """What one request asks."""
+
     inputs: list[Any]
     targets: tuple[str, ...] = ()  # empty: embed only
     k: int = 0
-    future: asyncio.Future | None = None
-    decoded: list[Any] | None = None
-    error: AnybindError | None = None
+
+
+class Model(Protocol):
+    def decode(self, modality: str, raw: Any) -> Any: ...
+    def embed_decoded(self, modality: str, decoded: list[Any]) -> np.ndarray: ...
+    def search(self, queries: np.ndarray, to: str, k: int) -> list[list[Any]]: ...
+
+
+def run_group(model: Model, modality: str, works: list[Work]) -> list[Any]:
+    """Per request: its embeddings, or for each input a dict target → its k hits, or the
+    AnybindError that its inputs raised. One forward pass and one search per target."""
+    decoded: list[list[Any]] = []
+    errors: dict[int, AnybindError] = {}
+    for i, work in enumerate(works):
+        try:
+            decoded.append([model.decode(modality, x) for x in work.inputs])
+        except AnybindError as exc:
+            errors[i] = exc
+            decoded.append([])
+    flat = [x for d in decoded for x in d]
+    if not flat:
+        return [errors[i] for i in range(len(works))]
+    vectors = model.embed_decoded(modality, flat)
+    searched = [w for i, w in enumerate(works) if i not in errors and w.targets]
+    hits: dict[str, list[list[Any]]] = {}
+    if searched:
+        k = max(w.k for w in searched)
+        for target in dict.fromkeys(t for w in searched for t in w.targets):
+            hits[target] = model.search(vectors, target, k)
+    out: list[Any] = []
+    start = 0
+    for i, work in enumerate(works):
+        if i in errors:
+            out.append(errors[i])
+            continue
+        rows = range(start, start + len(work.inputs))
+        start += len(work.inputs)
+        if not work.targets:
+            out.append(vectors[rows.start : rows.stop])
+        else:
+            out.append([{t: hits[t][r][: work.k] for t in work.targets} for r in rows])
+    return out
 
 
 @dataclass
@@ -42,12 +85,11 @@ class BatchStats:
 
 @dataclass
 class Batcher:
-    """`decode(modality, raw)`, `embed(modality, decoded) -> (n, D)`,
-    `search(vectors, target, k) -> per-row hit lists`."""
+    """`run(modality, works) -> per-work results`, run on `executor` (one worker: two forward
+    passes at once would only share the cores)."""
 
-    embed: Callable[[str, list[Any]], np.ndarray]
-    decode: Callable[[str, Any], Any]
-    search: Callable[[np.ndarray, str, int], list[list[Any]]] | None = None
+    run: Callable[[str, list[Work]], list[Any]]
+    executor: Executor
     window_s: float = 0.005
     max_batch: int = 64
     stats: BatchStats = field(default_factory=BatchStats)
@@ -63,72 +105,30 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if modality not in self._queues:
             self._queues[modality] = asyncio.Queue()
-            self._tasks.append(asyncio.create_task(self._run(modality)))
-        job = Job(inputs, targets, k, loop.create_future())
-        await self._queues[modality].put(job)
-        return await job.future
+            self._tasks.append(asyncio.create_task(self._gather(modality)))
+        future = loop.create_future()
+        await self._queues[modality].put((Work(inputs, targets, k), future))
+        return await future
 
-    async def _run(self, modality: str) -> None:
+    async def _gather(self, modality: str) -> None:
         queue = self._queues[modality]
         loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(2)  # one batch computing, the next one gathered
         while True:
+            await in_flight.acquire()
             group = [await queue.get()]
-            deadline = time.perf_counter() + self.window_s
-            size = len(group[0].inputs)
-            while size < self.max_batch:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(queue.get(), left)
-                except TimeoutError:
-                    break
-                group.append(item)
-                size += len(item.inputs)
-            try:
-                results = await loop.run_in_executor(None, self._process, modality, group)
-            except AnybindError as exc:  # the whole batch failed: every request hears why
-                results = [exc] * len(group)
-            for job, result in zip(group, results, strict=True):
-                if job.future is not None and not job.future.done():
-                    if isinstance(result, Exception):
-                        job.future.set_exception(result)
-                    else:
-                        job.future.set_result(result)
-
-    def _process(self, modality: str, group: list[Job]) -> list[Any]:
-        """In a worker thread: decode, one forward pass, one search per target."""
-        for job in group:
-            try:
-                job.decoded = [self.decode(modality, x) for x in job.inputs]
-            except AnybindError as exc:
-                job.error = exc
-        good = [job for job in group if job.error is None]
-        if good:
-            vectors = self.embed(modality, [x for job in good for x in job.decoded or []])
+            if self.window_s > 0:
+                await asyncio.sleep(self.window_s)  # let concurrent requests arrive
+            size = len(group[0][0].inputs)
+            while size < self.max_batch and not queue.empty():
+                group.append(queue.get_nowait())
+                size += len(group[-1][0].inputs)
             self.stats.batches += 1
-            self.stats.items += len(vectors)
-            self.stats.largest = max(self.stats.largest, len(vectors))
-            hits = self._search_all(vectors, good)
-        start, out = 0, {}
-        for job in good:
-            rows = slice(start, start + len(job.inputs))
-            start += len(job.inputs)
-            if not job.targets:
-                out[id(job)] = vectors[rows]
-            else:
-                out[id(job)] = [
-                    {t: hits[t][i][: job.k] for t in job.targets}
-                    for i in range(rows.start, rows.stop)
-                ]
-        return [job.error if job.error is not None else out[id(job)] for job in group]
-
-    def _search_all(self, vectors: np.ndarray, jobs: list[Job]) -> dict[str, list[list[Any]]]:
-        if self.search is None or not any(job.targets for job in jobs):
-            return {}
-        targets = dict.fromkeys(t for job in jobs for t in job.targets)
-        k = max(job.k for job in jobs if job.targets)
-        return {t: self.search(vectors, t, k) for t in targets}
+            self.stats.items += size
+            self.stats.largest = max(self.stats.largest, size)
+            works = [work for work, _ in group]
+            done = loop.run_in_executor(self.executor, self.run, modality, works)
+            done.add_done_callback(lambda f, g=group: (in_flight.release(), _deliver(g, f)))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -137,3 +137,19 @@ class Batcher:
                 await task
         self._tasks.clear()
         self._queues.clear()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _deliver(group: list[tuple[Work, asyncio.Future]], done: asyncio.Future) -> None:
+    """Each request of a finished batch hears its own result, or why the batch failed."""
+    if done.cancelled():
+        return
+    exc = done.exception()
+    results = [exc] * len(group) if exc is not None else done.result()
+    for (_, future), result in zip(group, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -119,6 +119,14 @@ class Space(nn.Module):
     def modalities(self) -> dict[str, Modality]:
         return {name: tower.modality for name, tower in self.towers.items()}
 
+    def stop_caching(self) -> None:
+        """For embedding collections and answering queries: each batch of texts is encoded at
+        once and nothing is kept (the cache of frozen text features is for training, which
+        meets the same captions every epoch; queries would grow it without bound)."""
+        for tower in self.towers.values():
+            tower.cache_features = False
+            tower._cache.clear()
+
     def apply_freezing(self) -> None:
         for name, mc in self.config.modalities.items():
             tower = self.towers[name]
