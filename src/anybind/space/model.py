@@ -51,6 +51,11 @@ class Tower(nn.Module):
                 self._cache[text] = self.encoder([text]).float()[0]
         return torch.stack([self._cache[b] for b in batch])
 
+    def stop_caching(self) -> None:
+        """Encode every batch at once and keep nothing (see Space.stop_caching)."""
+        self.cache_features = False
+        self._cache.clear()
+
     def train(self, mode: bool = True) -> Tower:
         super().train(mode)
         if self.frozen:  # a frozen encoder stays in eval mode (no dropout, fixed BN statistics)
@@ -124,8 +129,7 @@ class Space(nn.Module):
         once and nothing is kept (the cache of frozen text features is for training, which
         meets the same captions every epoch; queries would grow it without bound)."""
         for tower in self.towers.values():
-            tower.cache_features = False
-            tower._cache.clear()
+            tower.stop_caching()
 
     def apply_freezing(self) -> None:
         for name, mc in self.config.modalities.items():
