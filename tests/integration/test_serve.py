@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -222,3 +223,39 @@ def test_no_request_gets_a_5xx(client, path, body, kind) -> None:
     method = client.get if path.startswith(("/items", "/health")) else client.post
     kwargs = {} if method == client.get else {"content": body, "headers": {"content-type": kind}}
     assert method(path, **kwargs).status_code < 500
+
+
+def test_serving_sets_the_model_threads_and_gives_them_back(served) -> None:
+    """On CPU each of the model threads runs on its share of the cores while the app serves;
+    the process's torch and FAISS thread counts are as before once it stops."""
+    import faiss
+    import torch
+
+    from anybind.search.engine import Searcher
+    from anybind.serve.app import model_threads
+
+    run, emb, _ = served
+    searcher = Searcher.for_run(run, emb)
+    cores = len(os.sched_getaffinity(0))
+    workers, threads = model_threads(searcher, None)
+    assert (workers, threads) == (min(cores, 4), max(1, cores // min(cores, 4)))
+    assert model_threads(searcher, 3) == (3, max(1, cores // 3))
+
+    def new_thread_counts() -> tuple[int, int]:
+        out: list[tuple[int, int]] = []
+        t = threading.Thread(target=lambda: out.append(counts()))
+        t.start()
+        t.join()
+        return out[0]
+
+    def counts() -> tuple[int, int]:
+        return torch.get_num_threads(), faiss.omp_get_max_threads()
+
+    before = new_thread_counts()
+    app = build_app(run, emb)
+    assert app.state.batcher.workers == workers
+    assert app.state.batcher.spare == (1 if workers == 1 else 0)
+    with TestClient(app) as c:
+        assert c.post("/search", json={"text": "a picture of two", "k": 3}).status_code == 200
+        assert app.state.batcher.executor.submit(counts).result() == (threads, threads)
+    assert new_thread_counts() == before

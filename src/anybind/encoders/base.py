@@ -7,6 +7,7 @@ model inputs (a tokenizer for text, pixel normalisation for pretrained vision mo
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import torch
@@ -88,6 +89,12 @@ class TransformersOptions(PretrainedOptions):
     #: them (transformers' gradient checkpointing): less activation memory for about one
     #: extra forward pass; the gradients are the same
     activation_checkpointing: bool = False
+
+
+#: a fast tokenizer is one Rust object behind a borrow check: two threads calling it at once
+#: (the server's model threads) may fail with "Already borrowed". Tokenizing takes a small
+#: part of a forward pass, so one lock for all of them.
+TOKENIZER_LOCK = threading.Lock()
 
 
 def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> None:

@@ -53,6 +53,7 @@ from transformers.utils import logging as hf_logging
 
 from anybind.encoders.base import (
     ENCODERS,
+    TOKENIZER_LOCK,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
@@ -214,13 +215,14 @@ class CLIPText(Encoder):
         self.embed_dim = int(self.model.config.projection_dim)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
+        with TOKENIZER_LOCK:
+            encoded = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward(self, batch: list[str]) -> torch.Tensor:

@@ -26,6 +26,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from anybind.encoders.base import (
     ENCODERS,
+    TOKENIZER_LOCK,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
@@ -89,13 +90,14 @@ class HFText(Encoder):
         self.embed_dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.options.max_length,
-            return_tensors="pt",
-        )
+        with TOKENIZER_LOCK:
+            encoded = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.options.max_length,
+                return_tensors="pt",
+            )
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward(self, batch: list[str]) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import inspect
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,7 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import faiss
 import orjson
+import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +46,7 @@ class Limits:
     max_text_chars: int = 2000
     max_body_bytes: int = 10 * 1024 * 1024
     window_s: float = 0.005
+    workers: int | None = None  # model threads; None: from the device and the cores
 
 
 class EmbedRequest(BaseModel):
@@ -62,9 +66,15 @@ def create_app(
     searcher: Searcher, limits: Limits | None = None, api_key: str | None = None
 ) -> FastAPI:
     limits = limits or Limits()
-    model_thread = ThreadPoolExecutor(1, "anybind-model")
-    batcher = Batcher(partial(run_group, searcher), model_thread, limits.window_s,
-                      limits.max_batch)  # fmt: skip
+    workers, threads = model_threads(searcher, limits.workers)
+    batcher = Batcher(
+        partial(run_group, searcher),
+        ThreadPoolExecutor(workers, "anybind-model", initializer=_use_threads, initargs=(threads,)),
+        limits.window_s,
+        limits.max_batch,
+        workers,
+        spare=1 if workers == 1 else 0,
+    )
     targets = searcher.collection.modalities
     items = _item_paths(searcher)
 
@@ -77,9 +87,11 @@ def create_app(
         # 1 ms measured best (benchmarks/serve.py, BENCHMARKS "Using a space")
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, 0.001))
+        before = torch.get_num_threads()
         yield
         sys.setswitchinterval(interval)
         await batcher.close()
+        torch.set_num_threads(before)  # the model threads' count is also torch's default
 
     app = FastAPI(title="anybind", lifespan=lifespan, **_NO_TELEMETRY)
     app.state.batcher = batcher
@@ -129,6 +141,27 @@ def create_app(
         return FileResponse(path)
 
     return app
+
+
+def model_threads(searcher: Searcher, workers: int | None) -> tuple[int, int | None]:
+    """How many batches compute at once, and on how many torch and FAISS threads each (None:
+    as they are). On a GPU one; on CPU one per core up to four, each on its share of the cores:
+    a small batch's forward pass splits badly across threads (two MiniLM workers on one thread
+    each serve a third more than one worker on two, BENCHMARKS "Using a space")."""
+    on_gpu = any(p.device.type != "cpu" for p in searcher.space.parameters())
+    if on_gpu:
+        return workers or 1, None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    workers = workers or min(cores, 4)
+    return workers, max(1, cores // workers)
+
+
+def _use_threads(threads: int | None) -> None:
+    """In each model thread as it starts: its torch and FAISS (OpenMP) thread counts."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
 
 
 #: FastAPI's native OpenTelemetry (0.165+) asks the global providers on every request, which

@@ -4,11 +4,14 @@ search per target.
 Each request puts its raw inputs (and, for a search, its targets and k) on its modality's queue
 and awaits a future. One task per modality takes the first waiting request, waits `window_s`
 for others, takes what is queued (up to `max_batch` inputs) and hands the batch to the model's
-thread. There it decodes every input, runs the tower once on all of them, searches each target
+threads. There it decodes every input, runs the tower once on all of them, searches each target
 index once for the whole batch (at the largest k asked) and gives each request its rows
-(text-embeddings-inference's scheme, in asyncio). Two batches are in flight: one computing, the
-next one gathered, so that the event loop answers and reads requests while the model works. A
-bad input fails only its own request: inputs are decoded one by one before the forward pass.
+(text-embeddings-inference's scheme, in asyncio). Up to `workers + spare` batches are in flight,
+and what is queued is shared among the batches that can start: one batch of every waiting
+request would leave the other workers idle until it was answered. A single worker wants a spare
+batch gathered while it computes; with several, the others compute while one's batch is answered
+and the next one gathered, and a spare would only make every batch smaller. A bad input fails
+only its own request: inputs are decoded one by one before the forward pass.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -85,13 +89,15 @@ class BatchStats:
 
 @dataclass
 class Batcher:
-    """`run(modality, works) -> per-work results`, run on `executor` (one worker: two forward
-    passes at once would only share the cores)."""
+    """`run(modality, works) -> per-work results`, run on `executor`, which has `workers`
+    threads; `spare` more batches are gathered while they compute."""
 
     run: Callable[[str, list[Work]], list[Any]]
     executor: Executor
     window_s: float = 0.005
     max_batch: int = 64
+    workers: int = 1
+    spare: int = 1
     stats: BatchStats = field(default_factory=BatchStats)
     _queues: dict[str, asyncio.Queue] = field(default_factory=dict)
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -113,22 +119,33 @@ class Batcher:
     async def _gather(self, modality: str) -> None:
         queue = self._queues[modality]
         loop = asyncio.get_running_loop()
-        in_flight = asyncio.Semaphore(2)  # one batch computing, the next one gathered
+        slots = self.workers + self.spare
+        in_flight = asyncio.Semaphore(slots)
+        busy = 0
+
+        def finished(group: list[tuple[Work, asyncio.Future]], done: asyncio.Future) -> None:
+            nonlocal busy
+            busy -= 1
+            in_flight.release()
+            _deliver(group, done)
+
         while True:
             await in_flight.acquire()
             group = [await queue.get()]
             if self.window_s > 0:
                 await asyncio.sleep(self.window_s)  # let concurrent requests arrive
+            share = -(-(queue.qsize() + 1) // (slots - busy))  # this batch's part of the queue
             size = len(group[0][0].inputs)
-            while size < self.max_batch and not queue.empty():
+            while size < self.max_batch and len(group) < share and not queue.empty():
                 group.append(queue.get_nowait())
                 size += len(group[-1][0].inputs)
             self.stats.batches += 1
             self.stats.items += size
             self.stats.largest = max(self.stats.largest, size)
             works = [work for work, _ in group]
+            busy += 1
             done = loop.run_in_executor(self.executor, self.run, modality, works)
-            done.add_done_callback(lambda f, g=group: (in_flight.release(), _deliver(g, f)))
+            done.add_done_callback(partial(finished, group))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -82,3 +82,30 @@ def test_run_group_with_every_input_bad_runs_no_forward_pass() -> None:
     model = FakeModel()
     out = run_group(model, "text", [Work(["bad"]), Work(["bad"])])
     assert model.forward_sizes == [] and all(isinstance(o, AnybindError) for o in out)
+
+
+def test_waiting_requests_are_shared_among_the_workers_that_can_start() -> None:
+    """Two workers and four queued requests: two batches of two compute at once (the barrier
+    lets neither finish alone); one worker with a spare batch splits them the same way but
+    computes the halves one after the other."""
+
+    def scenario(workers: int, spare: int) -> list[list[str]]:
+        calls: list[list[str]] = []
+        together = threading.Barrier(workers, timeout=10)
+
+        def run(modality: str, works: list[Work]) -> list[Any]:
+            calls.append([x for w in works for x in w.inputs])
+            together.wait()
+            return [np.zeros((len(w.inputs), 2)) for w in works]
+
+        async def go() -> None:
+            batcher = Batcher(run, ThreadPoolExecutor(workers), 0.0, 64, workers, spare)
+            queued = [asyncio.create_task(batcher.submit("text", [t])) for t in "abcd"]
+            await asyncio.wait_for(asyncio.gather(*queued), 10)
+            await batcher.close()
+
+        asyncio.run(go())
+        return sorted(calls)
+
+    assert scenario(workers=2, spare=0) == [["a", "b"], ["c", "d"]]
+    assert scenario(workers=1, spare=1) == [["a", "b"], ["c", "d"]]
