@@ -178,15 +178,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, emb: Path, port: int):  # noqa: ANN201
+def start_server(run: Path, emb: Path, port: int, workers: int | None = None):  # noqa: ANN201
     import subprocess
     import sys
 
     import httpx
 
     anybind = Path(sys.executable).with_name("anybind")
+    extra = ["--workers", str(workers)] if workers else []
     proc = subprocess.Popen([str(anybind), "serve", str(run), "--index", str(emb),
-                             "--port", str(port)], stdout=subprocess.DEVNULL)  # fmt: skip
+                             "--port", str(port), *extra], stdout=subprocess.DEVNULL)  # fmt: skip
     for _ in range(600):  # up to 60 s for the space and the indexes to load
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
@@ -207,6 +208,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, help="the server's --workers (default: its own)")
     parser.add_argument("--queries", choices=["short", "sentences"], default="short",
                         help="the demo's 1–3 word prompts, or 16–20 word sentences")  # fmt: skip
     args = parser.parse_args()
@@ -215,7 +217,7 @@ def main() -> None:
         texts = queries(args.run, args.requests, args.queries)
         direct_before = in_process(args.run, emb, texts)  # and again after: this VM drifts
         port = free_port()
-        server = start_server(args.run, emb, port)
+        server = start_server(args.run, emb, port, args.workers)
         try:
             asyncio.run(load(port, texts[:100], args.clients))  # warm-up
             latencies, codes, wall = asyncio.run(load(port, texts, args.clients))

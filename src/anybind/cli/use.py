@@ -120,6 +120,9 @@ def serve_command(
     ),
     adapter: Path = typer.Option(None, "--adapter", help="Serve with this adapter applied."),
     max_k: int = typer.Option(100, "--max-k", min=1, max=1000, help="Largest k a request gets."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, max=64, help="Batches computed at once (default: from the cores)."
+    ),
 ) -> None:
     """Serve search and embedding over HTTP, with a web page at /."""
     import uvicorn
@@ -139,7 +142,9 @@ def serve_command(
             "(a bearer token clients must send), or bind 127.0.0.1",
             key="--host",
         )
-    app = build_app(run_dir, index, adapter=adapter, limits=Limits(max_k=max_k), api_key=key)
+    app = build_app(
+        run_dir, index, adapter=adapter, limits=Limits(max_k=max_k, workers=workers), api_key=key
+    )
     console.print(f"serving {index} on http://{host}:{port}/ (docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
