@@ -74,6 +74,21 @@ def test_health_names_the_modalities_and_counts(client) -> None:
     assert set(body["targets"]) == {"image", "text"}
 
 
+def test_the_openapi_schema_describes_every_route_with_its_bodies(client) -> None:
+    """/search and /embed are plain routes: the schema still has them, with the JSON bodies
+    the handlers validate and the multipart forms they read."""
+    schema = client.get("/openapi.json").json()
+    assert {"/health", "/search", "/embed", "/items/{item_id}"} <= set(schema["paths"])
+    search = schema["paths"]["/search"]["post"]["requestBody"]["content"]
+    assert set(search["application/json"]["schema"]["properties"]) == {"text", "to", "k"}
+    assert set(search["multipart/form-data"]["schema"]["properties"]) == {
+        "file", "modality", "to", "k"}  # fmt: skip
+    embed = schema["paths"]["/embed"]["post"]["requestBody"]["content"]
+    assert set(embed["application/json"]["schema"]["properties"]) == {"modality", "inputs"}
+    assert client.get("/docs").status_code == 200
+    assert client.get("/search").status_code == 405  # a POST route
+
+
 def test_a_sentence_finds_images_of_its_class_with_links_to_their_files(client, served) -> None:
     response = client.post("/search", json={"text": "a picture of two", "to": "image", "k": 3})
     assert response.status_code == 200, response.text

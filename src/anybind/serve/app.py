@@ -36,6 +36,7 @@ from anybind.errors import AnybindError, DataError
 from anybind.modalities.base import EncodedFile
 from anybind.search.engine import Searcher
 from anybind.serve.batcher import Batcher, run_group
+from anybind.serve.openapi import describe, post_route
 from anybind.serve.page import PAGE
 
 
@@ -107,13 +108,11 @@ def create_app(
         return {"status": "ok", "modalities": list(searcher.space.towers), "targets": targets,
                 "counts": searcher.collection.manifest["counts"]}  # fmt: skip
 
-    @app.post("/embed")
     async def embed(request: Request) -> JSONResponse:
         modality, inputs = await _inputs(request, searcher, limits, EmbedRequest)
         vectors = await _submit(batcher, modality, inputs)
         return FastJSON({"modality": modality, "embeddings": vectors.tolist()})
 
-    @app.post("/search")
     async def search(request: Request) -> JSONResponse:
         modality, inputs, to, k = await _search_inputs(request, searcher, limits, targets)
         per_input = await _submit(batcher, modality, inputs, tuple(to), k)
@@ -127,6 +126,18 @@ def create_app(
                 ]
             results.append({"query": shown, "modality": modality, "results": per})
         return FastJSON({"results": results})
+
+    # the two routes that do the work are plain Starlette routes (anybind.serve.openapi)
+    app.add_route("/embed", embed, methods=["POST"])
+    app.add_route("/search", search, methods=["POST"])
+    describe(app, {
+        "/embed": post_route("Embed inputs of one modality", EmbedRequest,
+                             {"modality": "the modality that reads the file (default: by suffix)"}),
+        "/search": post_route("Search the collection with a text or a file", SearchRequest,
+                              {"modality": "the modality that reads the file (default: by suffix)",
+                               "to": "the modality to search (default: every indexed one)",
+                               "k": "how many hits (default 10)"}),
+    })  # fmt: skip
 
     @app.get("/items/{item_id}")
     async def item(item_id: str, modality: str | None = None) -> FileResponse:
