@@ -111,12 +111,14 @@ def main() -> None:
     dataset = synthetic_dataset(Space(config), 4096)
     plains, ours = [], []
     steps: dict[str, list[float]] = {"plain": [], "anybind": []}
-    for _ in range(args.repeats):  # alternating, so that a slow spell of the machine hits both
-        # drop the first window of each (warm-up: allocator, caches)
+
+    def run_plain() -> None:  # the first window of each is dropped (allocator, caches)
         stamps: list[float] = []
         rates = plain_loop(config, dataset, args.steps, args.window, stamps)
         plains.append(statistics.harmonic_mean(rates[1:]))
         steps["plain"] += step_times(stamps, args.window)
+
+    def run_ours() -> None:
         ended: list[float] = []
         with tempfile.TemporaryDirectory() as tmp:
             train(config, Path(tmp) / "run", dataset=dataset, progress=False,
@@ -124,6 +126,12 @@ def main() -> None:
             logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
         ours.append(statistics.harmonic_mean([m["samples_per_s"] for m in logged][1:]))
         steps["anybind"] += step_times(ended, args.window)
+
+    # alternating pairs, so that a slow spell of the machine hits both, and each loop first in
+    # every other pair, so that running second (warm caches, a busier allocator) favours neither
+    for repeat in range(args.repeats):
+        for run in (run_plain, run_ours) if repeat % 2 == 0 else (run_ours, run_plain):
+            run()
     result = {
         "steps": args.steps,
         "batch_size": config.optim.batch_size,
