@@ -97,6 +97,13 @@ class TransformersOptions(PretrainedOptions):
 TOKENIZER_LOCK = threading.Lock()
 
 
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """`texts` padded to the longest and cut at `max_length`, as CPU tensors, under the lock."""
+    with TOKENIZER_LOCK:
+        return dict(tokenizer(list(texts), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt"))  # fmt: skip
+
+
 def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> None:
     if not options.activation_checkpointing:
         return

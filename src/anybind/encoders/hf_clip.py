@@ -53,10 +53,10 @@ from transformers.utils import logging as hf_logging
 
 from anybind.encoders.base import (
     ENCODERS,
-    TOKENIZER_LOCK,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    tokenize,
 )
 from anybind.encoders.hf_vision import HFVision
 from anybind.errors import ConfigError
@@ -215,14 +215,7 @@ class CLIPText(Encoder):
         self.embed_dim = int(self.model.config.projection_dim)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        with TOKENIZER_LOCK:
-            encoded = self.tokenizer(
-                list(texts),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
+        encoded = tokenize(self.tokenizer, texts, self.max_length)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward(self, batch: list[str]) -> torch.Tensor:

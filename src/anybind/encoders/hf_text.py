@@ -26,10 +26,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from anybind.encoders.base import (
     ENCODERS,
-    TOKENIZER_LOCK,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    tokenize,
 )
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
@@ -90,14 +90,7 @@ class HFText(Encoder):
         self.embed_dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        with TOKENIZER_LOCK:
-            encoded = self.tokenizer(
-                list(texts),
-                padding=True,
-                truncation=True,
-                max_length=self.options.max_length,
-                return_tensors="pt",
-            )
+        encoded = tokenize(self.tokenizer, texts, self.options.max_length)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def forward(self, batch: list[str]) -> torch.Tensor:

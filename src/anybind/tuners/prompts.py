@@ -43,6 +43,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from anybind.encoders.base import tokenize
 from anybind.errors import AnybindError
 from anybind.tuners.base import (
     TUNERS,
@@ -195,13 +196,7 @@ class PromptTuner(Tuner):
     def _coop_forward(self, batch: list[str]) -> torch.Tensor:
         encoder: Any = self.encoder
         device = encoder.device
-        inputs = encoder.tokenizer(
-            list(batch),
-            padding=True,
-            truncation=True,
-            max_length=self._max_length,
-            return_tensors="pt",
-        )
+        inputs = tokenize(encoder.tokenizer, batch, self._max_length)
         ids = inputs["input_ids"].to(device)
         mask = inputs["attention_mask"].to(device)
         embeds = encoder.model.get_input_embeddings()(ids)  # (B, L, H)
