@@ -67,15 +67,7 @@ def create_app(
     searcher: Searcher, limits: Limits | None = None, api_key: str | None = None
 ) -> FastAPI:
     limits = limits or Limits()
-    workers, threads = model_threads(searcher, limits.workers)
-    batcher = Batcher(
-        partial(run_group, searcher),
-        ThreadPoolExecutor(workers, "anybind-model", initializer=_use_threads, initargs=(threads,)),
-        limits.window_s,
-        limits.max_batch,
-        workers,
-        spare=1 if workers == 1 else 0,
-    )
+    batcher = _batcher(searcher, limits)
     targets = searcher.collection.modalities
     items = _item_paths(searcher)
 
@@ -83,7 +75,7 @@ def create_app(
     async def lifespan(_: FastAPI):  # noqa: ANN202
         for name in targets:
             searcher.index(name)  # load every index before the first request
-        # the batch thread's forward pass gives up the GIL between its C calls and, with the
+        # a model thread's forward pass gives up the GIL between its C calls and, with the
         # default 5 ms switch interval, waits that long for the event loop to hand it back:
         # 1 ms measured best (benchmarks/serve.py, BENCHMARKS "Using a space")
         interval = sys.getswitchinterval()
@@ -116,28 +108,12 @@ def create_app(
     async def search(request: Request) -> JSONResponse:
         modality, inputs, to, k = await _search_inputs(request, searcher, limits, targets)
         per_input = await _submit(batcher, modality, inputs, tuple(to), k)
-        results = []
-        for value, found in zip(inputs, per_input, strict=True):
-            shown = value if isinstance(value, str) else value.name
-            per = {}
-            for target, hits in found.items():
-                per[target] = [
-                    {**h.as_dict(), "url": f"/items/{h.id}" if h.path else None} for h in hits
-                ]
-            results.append({"query": shown, "modality": modality, "results": per})
-        return FastJSON({"results": results})
+        return FastJSON({"results": _results(modality, inputs, per_input)})
 
     # the two routes that do the work are plain Starlette routes (anybind.serve.openapi)
     app.add_route("/embed", embed, methods=["POST"])
     app.add_route("/search", search, methods=["POST"])
-    describe(app, {
-        "/embed": post_route("Embed inputs of one modality", EmbedRequest,
-                             {"modality": "the modality that reads the file (default: by suffix)"}),
-        "/search": post_route("Search the collection with a text or a file", SearchRequest,
-                              {"modality": "the modality that reads the file (default: by suffix)",
-                               "to": "the modality to search (default: every indexed one)",
-                               "k": "how many hits (default 10)"}),
-    })  # fmt: skip
+    describe(app, _PLAIN_ROUTES)
 
     @app.get("/items/{item_id}")
     async def item(item_id: str, modality: str | None = None) -> FileResponse:
@@ -152,6 +128,44 @@ def create_app(
         return FileResponse(path)
 
     return app
+
+
+_FILE_MODALITY = "the modality that reads the file (default: by suffix)"
+_PLAIN_ROUTES = {
+    "/embed": post_route("Embed inputs of one modality", EmbedRequest,
+                         {"modality": _FILE_MODALITY}),
+    "/search": post_route("Search the collection with a text or a file", SearchRequest,
+                          {"modality": _FILE_MODALITY,
+                           "to": "the modality to search (default: every indexed one)",
+                           "k": "how many hits (default 10)"}),
+}  # fmt: skip
+
+
+def _results(modality: str, inputs: list[Any], per_input: list[Any]) -> list[dict[str, Any]]:
+    """The body of a search answer: per input, its hits in each target with their file links."""
+    results = []
+    for value, found in zip(inputs, per_input, strict=True):
+        shown = value if isinstance(value, str) else value.name
+        per = {}
+        for target, hits in found.items():
+            per[target] = [
+                {**h.as_dict(), "url": f"/items/{h.id}" if h.path else None} for h in hits
+            ]
+        results.append({"query": shown, "modality": modality, "results": per})
+    return results
+
+
+def _batcher(searcher: Searcher, limits: Limits) -> Batcher:
+    """The dynamic batcher over the searcher, on its model threads."""
+    workers, threads = model_threads(searcher, limits.workers)
+    return Batcher(
+        partial(run_group, searcher),
+        ThreadPoolExecutor(workers, "anybind-model", initializer=_use_threads, initargs=(threads,)),
+        limits.window_s,
+        limits.max_batch,
+        workers,
+        spare=1 if workers == 1 else 0,  # one worker: the next batch gathered while it computes
+    )
 
 
 def model_threads(searcher: Searcher, workers: int | None) -> tuple[int, int | None]:
