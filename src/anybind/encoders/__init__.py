@@ -3,8 +3,6 @@ the `type` key configs use."""
 
 from __future__ import annotations
 
-from transformers.utils import logging as hf_logging
-
 # importing an encoder's file registers it
 from anybind.encoders import (  # noqa: F401
     builtin_audio,
@@ -29,9 +27,5 @@ from anybind.encoders.base import (
     build_encoder,
     encoder_options,
 )
-
-# Loading bars of transformers would interleave with ours; load messages stay as warnings.
-hf_logging.disable_progress_bar()
-
 
 __all__ = ["ENCODERS", "Encoder", "EncoderOptions", "build_encoder", "encoder_options"]

@@ -104,6 +104,15 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, tor
                               max_length=max_length, return_tensors="pt"))  # fmt: skip
 
 
+def quiet_transformers() -> None:
+    """Called where a Hugging Face tower is built, which is where transformers is imported (about
+    2 s that a run without one does not pay). Its loading bars would interleave with ours: off;
+    load messages stay warnings."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def apply_activation_checkpointing(model: Any, options: TransformersOptions) -> None:
     if not options.activation_checkpointing:
         return

@@ -27,13 +27,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from transformers import ASTFeatureExtractor, AutoConfig, AutoModel
 
 from anybind.encoders.base import (
     ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    quiet_transformers,
 )
 from anybind.encoders.hf_vision import read_preprocessor_config
 from anybind.errors import ConfigError
@@ -74,6 +74,9 @@ class HFAudio(Encoder):
 
     def __init__(self, options: HFAudioOptions, modality: Modality):
         super().__init__(options, modality)
+        quiet_transformers()
+        from transformers import ASTFeatureExtractor, AutoConfig, AutoModel
+
         try:
             config = AutoConfig.from_pretrained(options.location)
         except OSError as exc:

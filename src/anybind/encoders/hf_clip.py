@@ -36,32 +36,25 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    CLIPModel,
-    CLIPTextModelWithProjection,
-    CLIPVisionModelWithProjection,
-    PretrainedConfig,
-    PreTrainedModel,
-)
-from transformers.utils import cached_file
-from transformers.utils import logging as hf_logging
 
 from anybind.encoders.base import (
     ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    quiet_transformers,
     tokenize,
 )
 from anybind.encoders.hf_vision import HFVision
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
 from anybind.options import Size
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 TowerKind = Literal["vision", "text"]
 #: the model types a tower may come from: the full CLIP, or that tower saved on its own
@@ -89,6 +82,9 @@ def clip_config(
     one-line errors naming `key`."""
     if looks_local(location) and not Path(location).expanduser().is_dir():
         raise ConfigError(f"no model folder at '{location}'", key=key)
+    quiet_transformers()
+    from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(location)
     except (OSError, ValueError) as exc:
@@ -120,6 +116,8 @@ def tower_config(config: PretrainedConfig, tower: TowerKind) -> PretrainedConfig
 def quiet_load_report() -> Iterator[None]:
     """transformers logs a report of every skipped tensor (here: the other tower's); the missing
     ones, which matter, are checked by the caller."""
+    from transformers.utils import logging as hf_logging
+
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -130,6 +128,8 @@ def quiet_load_report() -> Iterator[None]:
 
 def load_tower(location: str, config: PretrainedConfig, tower: TowerKind) -> PreTrainedModel:
     """The tower with its projection, float32; refused when the checkpoint lacks the projection."""
+    from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+
     cls = CLIPVisionModelWithProjection if tower == "vision" else CLIPTextModelWithProjection
     with quiet_load_report():
         model, info = cls.from_pretrained(
@@ -203,6 +203,8 @@ class CLIPText(Encoder):
                 key="encoder.max_length",
             )
         self.max_length = options.max_length or positions
+        from transformers import AutoTokenizer
+
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(options.location)
         except (OSError, ValueError) as exc:
@@ -234,6 +236,8 @@ def read_logit_scale(location: str, *, key: str = "encoder.path") -> torch.Tenso
         with safe_open(file, framework="pt") as f:
             if "logit_scale" in f.keys():  # noqa: SIM118 (a safe_open handle is no dict)
                 return f.get_tensor("logit_scale").to(torch.float32).reshape(())
+    from transformers import CLIPModel
+
     with quiet_load_report():
         model = CLIPModel.from_pretrained(location, dtype=torch.float32)
     return model.logit_scale.detach().to(torch.float32).reshape(()).clone()
@@ -256,6 +260,8 @@ def _cached(location: str, name: str) -> str | None:
     if Path(location).is_dir():
         path = Path(location) / name
         return str(path) if path.is_file() else None
+    from transformers.utils import cached_file
+
     try:
         return cached_file(
             location,

@@ -22,13 +22,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer
 
 from anybind.encoders.base import (
     ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    quiet_transformers,
     tokenize,
 )
 from anybind.errors import ConfigError
@@ -77,6 +77,9 @@ class HFText(Encoder):
 
     def __init__(self, options: HFTextOptions, modality: Modality):
         super().__init__(options, modality)
+        quiet_transformers()
+        from transformers import AutoModel, AutoTokenizer
+
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(options.location)
             self.model = AutoModel.from_pretrained(options.location, dtype=torch.float32)

@@ -27,21 +27,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, CLIPVisionModel, PreTrainedModel, ViTModel
-from transformers.utils import cached_file
 
 from anybind.encoders.base import (
     ENCODERS,
     Encoder,
     TransformersOptions,
     apply_activation_checkpointing,
+    quiet_transformers,
 )
 from anybind.errors import ConfigError
 from anybind.modalities.base import Modality
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -57,6 +59,8 @@ def read_preprocessor_config(path: str) -> dict[str, Any]:
         local = Path(path) / "preprocessor_config.json"
         file = str(local) if local.is_file() else None
     else:
+        from transformers.utils import cached_file
+
         try:
             file = cached_file(
                 path,
@@ -89,6 +93,9 @@ class HFVision(Encoder):
 
     def __init__(self, options: HFVisionOptions, modality: Modality):
         super().__init__(options, modality)
+        quiet_transformers()
+        from transformers import AutoConfig
+
         try:
             config = AutoConfig.from_pretrained(options.location)
             self.model_type = str(config.model_type)
@@ -110,6 +117,8 @@ class HFVision(Encoder):
         self.embed_dim = int(getattr(vcfg, "hidden_size", 0) or vcfg.hidden_sizes[-1])
 
     def _load(self, config: Any) -> PreTrainedModel:
+        from transformers import AutoModel, CLIPVisionModel, ViTModel
+
         path, pooling = self.options.location, self.options.pooling
         model: PreTrainedModel
         if self.model_type in _CLIP_TYPES:

@@ -31,8 +31,6 @@ import soundfile
 import torch
 import torch.nn.functional as F
 from pydantic import model_validator
-from scipy.signal import resample_poly
-from transformers.audio_utils import mel_filter_bank
 
 from anybind.errors import DataError
 from anybind.feature_cache import FeatureCache
@@ -149,6 +147,8 @@ class AudioModality(Modality):
                 path=source,
             )
         if rate != self.options.sample_rate:
+            from scipy.signal import resample_poly  # imported when needed: 0.8 s
+
             g = gcd(rate, self.options.sample_rate)
             wave = resample_poly(wave, self.options.sample_rate // g, rate // g).astype(np.float32)
         return wave
@@ -269,6 +269,8 @@ class AudioModality(Modality):
 
     @cached_property
     def _mel_filters(self) -> torch.Tensor:
+        from transformers.audio_utils import mel_filter_bank  # imported when needed: 0.5 s
+
         o = self.options
         bank = mel_filter_bank(
             num_frequency_bins=o.n_fft // 2 + 1,
