@@ -203,7 +203,7 @@ def test_compiled_towers_train_like_eager_ones(tmp_path, tiny_npz):
 
 
 def test_compile_wraps_the_trainable_encoders_only(tiny_npz):
-    from anybind.recipes.train import compile_towers
+    from anybind.recipes.train_setup import compile_towers
     from anybind.space import Space
 
     config = tiny_config(tiny_npz)
@@ -224,7 +224,7 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_by_name_and_resume_finishes_i
     import errno
 
     from anybind import checkpoint as checkpoint_module
-    from anybind.recipes import train as train_module
+    from anybind.recipes import train_checkpoint
 
     real = checkpoint_module.save_checkpoint
     calls = {"n": 0}
@@ -235,7 +235,7 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_by_name_and_resume_finishes_i
             raise OSError(errno.ENOSPC, "No space left on device", str(folder / "x.partial"))
         return real(folder, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", filling)
+    monkeypatch.setattr(train_checkpoint, "save_checkpoint", filling)
     config = config_from_dict(tiny_config(tiny_npz))
     with pytest.raises(TrainingError) as err:
         train(config, tmp_path / "run", progress=False)
@@ -249,7 +249,7 @@ def test_a_full_disk_at_a_checkpoint_fails_the_run_by_name_and_resume_finishes_i
 
     with pytest.raises(AnybindError, match="failed at step"):
         load_run(tmp_path / "run")
-    monkeypatch.setattr(train_module, "save_checkpoint", real)
+    monkeypatch.setattr(train_checkpoint, "save_checkpoint", real)
     summary = train(config, tmp_path / "run", resume=True, progress=False)
     assert summary.resumed_from == 4
     train(config, tmp_path / "straight", progress=False)

@@ -4,13 +4,14 @@
     anybind train configs/digits.yaml --out runs/digits --resume
     torchrun --nproc_per_node=2 -m anybind train configs/digits.yaml --out runs/digits
 
-Three pieces, read top to bottom: `setup` (run folder, process group, space, data, optimiser,
-restore), `loop` (batch → augment → embed → loss → backward → clip → step → log → checkpoint)
-and `finish` (final weights and summary). Batches come from a DataLoader (`data.workers`
-processes decode them when the data is lazy); the batch order is a function of (seed, step), and
-every random draw of a step (augmentation, dropout) comes from the torch RNG seeded with
-(seed, step, rank), so a resumed run replays exactly the steps an uninterrupted run would have
-taken and ends with bit-identical weights on CPU.
+Three pieces, read top to bottom: `setup` (train_setup.py: run folder, process group, space,
+data, optimiser, restore), `loop` (batch → augment → embed → loss → backward → clip → step →
+log → checkpoint; train_checkpoint.py writes and restores them) and `finish` (final weights
+and summary). Batches come from a DataLoader (`data.workers` processes decode them when the
+data is lazy); the batch order is a function of (seed, step), and every random draw of a step
+(augmentation, dropout) comes from the torch RNG seeded with (seed, step, rank), so a resumed
+run replays exactly the steps an uninterrupted run would have taken and ends with
+bit-identical weights on CPU.
 """
 
 from __future__ import annotations
@@ -18,124 +19,35 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
-from anybind.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from anybind.config import Config, load_config
-from anybind.data.dataset import LoadReport, MultiModalDataset
+from anybind.data.dataset import MultiModalDataset
 from anybind.data.loader import LoaderSettings, StepBatchSampler, batches, make_loader
 from anybind.data.shards.stream import ShardSet, ShardStream, stream_loader
-from anybind.distributed_checkpoint import (
-    full_state,
-    is_sharded,
-    load_sharded_checkpoint,
-    save_sharded_checkpoint,
-)
-from anybind.errors import ConfigError, DataError, TrainingError, storage_message
-from anybind.objectives import Objective, build_objective
+from anybind.distributed_checkpoint import full_state
+from anybind.errors import DataError, TrainingError, storage_message
 from anybind.progress import progress_bar
-from anybind.recipes.data import Data, build_dataset
-from anybind.recipes.distributed import (
-    ProcessGroup,
-    join_process_group,
-    local_device,
-    parallelize,
-)
-from anybind.recipes.fsdp import broadcast_buffers, clip_gradients
-from anybind.recipes.optim import build_optimizer
-from anybind.recipes.predictor_init import init_anchor_predictor
-from anybind.recipes.run_folder import (
-    MetricsLog,
-    check_run_folder,
-    load_training_state,
-    training_state,
-    write_environment,
-    write_summary,
-)
-from anybind.recipes.train_step import Aligner, augment, forward_backward, to_device
-from anybind.run_status import RunStatus, read_status, write_status
-from anybind.space import Space, save_space
+from anybind.recipes.data import Data
+from anybind.recipes.fsdp import clip_gradients
+from anybind.recipes.run_folder import MetricsLog, check_run_folder, write_summary
+from anybind.recipes.train_checkpoint import checkpoint
+from anybind.recipes.train_run import Run, StepHook, TrainSummary, kept_message, mark
+from anybind.recipes.train_setup import setup
+from anybind.recipes.train_step import augment, forward_backward, to_device
+from anybind.run_status import read_status
+from anybind.space import save_space
 from anybind.space.base_run import base_fingerprint
-from anybind.space.io import CONFIG, attach_base, init_from_base
+from anybind.space.io import CONFIG
 from anybind.threads import one_blas_thread
 
-#: called after every step (and its checkpoint, if one is due) with the step number: a test hook
-StepHook = Callable[[int], None]
-
-
-@dataclass
-class TrainSummary:
-    steps: int
-    epochs: float
-    final_loss: float
-    samples_per_s: float
-    wall_s: float
-    train_samples: int
-    skipped_samples: int
-    resumed_from: int | None
-
-
-@dataclass
-class Run:
-    """Everything a training run holds between setup and finish."""
-
-    config: Config
-    out: Path
-    group: ProcessGroup
-    device: torch.device
-    space: Space
-    objective: Objective
-    model: nn.Module  # the Aligner, DDP-wrapped under torchrun
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LambdaLR
-    dataset: Data
-    batch_size: int
-    per_epoch: int
-    total: int
-    step: int = 0
-    resumed_from: int | None = None
-    skipped_at_load: int = 0
-    skipped: int = 0  # this rank's samples skipped while training (checkpointed)
-    first_skip: str | None = None  # why the first of them was
-    base_fingerprint: str = ""  # an extended run: SHA-256 of its frozen base tensors
-    losses: list[float] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.out / "checkpoints"
-
-    @property
-    def sharded(self) -> bool:
-        """FSDP: the towers' parameters are sharded over the ranks."""
-        return self.group.active and self.config.train.parallel == "fsdp"
-
-    @property
-    def aligner(self) -> Aligner:
-        return getattr(self.model, "module", self.model)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA is not available on this machine", key="train.device")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+__all__ = ["StepHook", "TrainSummary", "train"]
 
 
 def train(
@@ -182,133 +94,6 @@ def finished_summary(out: Path, config: Config) -> TrainSummary | None:
     except (OSError, ValueError, TypeError, KeyError) as exc:
         message = f"{out}: the run is complete but its summary.json is not ({exc})"
         raise TrainingError(message) from None
-
-
-def mark(run: Run, state: str, message: str | None = None) -> None:
-    """Rank 0 records the run's state in status.json (see anybind.run_status)."""
-    if run.group.main:
-        last = latest_checkpoint(run.checkpoints)
-        name = last.name if last is not None else None
-        write_status(run.out, RunStatus(state, run.step, run.total, name, message))
-
-
-def setup(
-    config: Config,
-    out: Path,
-    *,
-    resume: bool,
-    skip_bad: bool,
-    progress: bool,
-    data: Data | None,
-) -> Run:
-    group = join_process_group(resolve_device(config.train.device), config.train.timeout_s)
-    check_run_folder(out, config, resume)
-    group.barrier()  # every rank has checked the folder before rank 0 writes into it
-    seed_everything(config.train.seed)
-    device = resolve_device(local_device(config.train.device, group))
-    space = Space(config)
-    attach_base(space, out)  # an extended run: its frozen base towers
-    init_from_base(space)  # and new towers that start from a base encoder
-    init_anchor_predictor(space)
-    base_before = base_fingerprint(space)
-    skipped = 0
-    if data is None:
-        data, report = build_dataset(
-            config.data.train,
-            config,
-            space.modalities,
-            skip_bad=skip_bad,
-            progress=progress and group.main,
-            description="loading training data",
-        )
-        skipped = report.skipped
-        require_enough(len(data), report)
-    if not (out / CONFIG).is_file() and group.main:
-        # resolved config + initial weights: the folder is a run from now on, not yet a usable one
-        write_status(out, RunStatus("running"))
-        save_space(space, out)
-        write_environment(out)
-    n = len(data)
-    batch_size = min(config.optim.batch_size, n)
-    if batch_size < group.world:
-        raise ConfigError(
-            f"a batch of {batch_size} cannot be shared by {group.world} ranks",
-            key="optim.batch_size",
-        )
-    if batch_size // group.world < config.optim.micro_batches:
-        raise ConfigError(
-            f"{batch_size // group.world} rows per rank cannot be split into "
-            f"{config.optim.micro_batches} micro-batches",
-            key="optim.micro_batches",
-        )
-    per_epoch = max(1, n // batch_size)
-    total = config.optim.steps or per_epoch * (config.optim.epochs or 1)
-    objective = build_objective(config)
-    space.to(device)
-    objective.to(device)
-    if config.train.compile:
-        compile_towers(space)
-    # DDP wraps the towers, FSDP replaces their parameters by shards: before the optimiser
-    model = parallelize(Aligner(space, objective, config), device, group, config.train.parallel)
-    optimizer, schedule = build_optimizer(space, objective, config, total)
-    run = Run(
-        config, out, group, device, space, objective, model, optimizer, schedule, data,
-        batch_size, per_epoch, total, skipped_at_load=skipped, base_fingerprint=base_before,
-    )  # fmt: skip
-    if resume:
-        restore(run)
-    mark(run, "running")
-    return run
-
-
-def require_enough(n: int, report: LoadReport) -> None:
-    """Contrastive training compares samples: fewer than two is an error that says how many
-    were skipped as unreadable, and why the first was."""
-    if n >= 2:
-        return
-    message = f"{n} usable training sample{'s' if n != 1 else ''}; training needs at least 2"
-    if report.skipped:
-        message += f" ({report.skipped} unreadable ones were skipped; the first: "
-        message += f"{report.reasons[0]})" if report.reasons else "see above)"
-    raise DataError(message)
-
-
-def compile_towers(space: Space) -> None:
-    """torch.compile each trainable encoder in place (`nn.Module.compile`: same state-dict
-    keys, so checkpoints and run folders do not change)."""
-    for tower in space.towers.values():
-        if any(p.requires_grad for p in tower.encoder.parameters()):
-            tower.encoder.compile()
-
-
-def restore(run: Run) -> None:
-    """Weights, optimiser, schedule, step and skip count of the last checkpoint, if any."""
-    last = latest_checkpoint(run.checkpoints)
-    if last is None:
-        return
-    if is_sharded(last):  # DCP reshards: it loads under FSDP, DDP or one process alike
-        meta = load_sharded_checkpoint(last, run.aligner, run.optimizer)
-        run.schedule.load_state_dict(meta["scheduler"])
-    elif run.sharded:
-        raise ConfigError(
-            f"{last} holds whole weights (written with train.parallel: ddp or one process); "
-            "resume it with train.parallel: ddp",
-            key="train.parallel",
-        )
-    else:
-        weights, state, meta = load_checkpoint(last)
-        load_training_state(run.space, run.objective, weights)
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.schedule.load_state_dict(state["scheduler"])
-    saved = meta.get("data", data_topology(run))
-    if isinstance(run.dataset, ShardSet) and saved != data_topology(run):
-        raise ConfigError(
-            f"the run streamed shards with {saved} (ranks, data.workers); a streamed epoch "
-            f"resumes exactly only with the same, not {data_topology(run)}",
-            key="data.workers",
-        )
-    run.step = run.resumed_from = int(meta["step"])
-    run.skipped = int(meta.get("skipped", {}).get(str(run.group.rank), 0))
 
 
 def loop(run: Run, *, skip_bad: bool, progress: bool, after_step: StepHook | None) -> None:
@@ -371,11 +156,6 @@ def training_loader(run: Run) -> DataLoader:
     return make_loader(run.dataset, sampler, settings, keep=keep)
 
 
-def data_topology(run: Run) -> dict[str, int]:
-    """What a streamed epoch's batches depend on besides (seed, step)."""
-    return {"world": run.group.world, "workers": run.config.data.workers}
-
-
 def count_bad(run: Run, bad: list, skip_bad: bool) -> None:
     """A sample that failed to decode stops the run with its file and row, or is counted."""
     if bad and not skip_bad:
@@ -401,43 +181,6 @@ def log_step(run: Run, metrics: MetricsLog | None, terms: dict, samples_per_s: f
             "skipped": skipped + run.skipped_at_load,
         },
     )
-
-
-def checkpoint(run: Run) -> None:
-    """Rank 0 writes the checkpoint (under FSDP every rank writes its shards); every rank's
-    skip count travels with it."""
-    counts = run.group.gather(run.skipped)
-    meta = {
-        "epoch": run.step / run.per_epoch,
-        "skipped": {str(r): int(c) for r, c in enumerate(counts)},
-        "data": data_topology(run),
-    }
-    keep = run.config.train.keep_checkpoints
-    if run.sharded:
-        broadcast_buffers(run.aligner)
-        meta["scheduler"] = run.schedule.state_dict()
-        save_sharded_checkpoint(run.checkpoints, run.step, run.aligner, run.optimizer, meta, keep)
-    elif run.group.main:
-        save_checkpoint(
-            run.checkpoints,
-            run.step,
-            training_state(run.space, run.objective),
-            {"optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict()},
-            meta,
-            keep=keep,
-        )
-    mark(run, "running")
-
-
-def kept_message(run: Run) -> str:
-    """What a stopped run leaves behind, said as it is."""
-    last = latest_checkpoint(run.checkpoints)
-    if last is None:
-        return (
-            f"No checkpoint was written before step {run.step + 1}: {run.out} holds the "
-            "initial weights only."
-        )
-    return f"The last checkpoint is {last.name} in {run.checkpoints} (continue with --resume)."
 
 
 def finish(run: Run) -> TrainSummary:
