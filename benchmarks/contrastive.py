@@ -295,6 +295,9 @@ def main() -> None:
     )
     parser.add_argument("--gpu", action="store_true", help="CUDA, bf16, N up to 262144")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when any method fails, times out or OOMs"
+    )
     # worker-only flags
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="tiled", help=argparse.SUPPRESS)
@@ -361,6 +364,9 @@ def main() -> None:
         )
     )
     print(f"wrote {out}", file=sys.stderr)
+    failed = [f"N={r['n']} {r['method']}: {r['status']}" for r in rows if r["status"] != "ok"]
+    if args.strict and failed:
+        sys.exit("not every method ran: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--smoke", action="store_true", help="tiny towers on CPU")
+    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS} (not --smoke)")
     args = parser.parse_args()
     if args.smoke:
         args.device, args.steps, args.warmup, args.batch_size, args.samples = "cpu", 6, 2, 8, 32
@@ -160,9 +161,10 @@ def main() -> None:
         "smoke": args.smoke,
     }
     print(json.dumps(result, indent=2))
-    if not args.smoke:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2))
+    out = args.out or (None if args.smoke else RESULTS)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
