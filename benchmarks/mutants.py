@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPT = "tests/unit/adapt"
+DIST = "tests/integration/test_distributed_training.py"
+SHARDS = "tests/unit/data/test_shards.py"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,83 @@ MUTANTS = (
         'terms[f"{m}~{anchor}_loss"] = cwcl_loss(',
         'terms[f"{m}~{anchor}_loss"] = -cwcl_loss(',
         ("tests/unit/objectives", "tests/integration/test_objectives_training.py"),
+    ),
+    Mutant(
+        "shards: every rank reads every shard",
+        "data/shards/stream.py",
+        "return urls[self.rank :: self.world]",
+        "return urls",
+        (SHARDS,),
+    ),
+    Mutant(
+        "shards: the shuffle buffer's seed does not change with the epoch",
+        "data/shards/stream.py",
+        'rng = random.Random(f"{self.seed}/{epoch}/{self.rank}/{stream}")',
+        'rng = random.Random(f"{self.seed}/{self.rank}/{stream}")',
+        (SHARDS,),
+    ),
+    Mutant(
+        "shards: a resumed stream skips one batch too few",
+        "data/shards/stream.py",
+        "for _ in range(within // workers):",
+        "for _ in range(max(0, within // workers - 1)):",
+        (SHARDS, "tests/integration/test_shard_training.py"),
+    ),
+    Mutant(
+        "map-style data: every rank reads the whole global batch",
+        "data/loader.py",
+        "yield rows.tensor_split(self.world)[self.rank].tolist()",
+        "yield rows.tolist()",
+        ("tests/unit/data/test_sampler.py", DIST),
+    ),
+    Mutant(
+        "gather with gradient: backward keeps only this rank's own gradient",
+        "objectives/distributed.py",
+        "dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)",
+        "pass",
+        ("tests/integration/test_distributed_loss.py", DIST),
+    ),
+    Mutant(
+        "DDP never applied (no gradient average)",
+        "recipes/distributed.py",
+        "if not group.active:\n        return aligner",
+        "if True:\n        return aligner",
+        (DIST,),
+    ),
+    Mutant(
+        "local loss: the world-size factor dropped",
+        "recipes/train_step.py",
+        "return stacked.sum() * dist.get_world_size(), terms",
+        "return stacked.sum(), terms",
+        (DIST,),
+    ),
+    Mutant(
+        "local InfoNCE: positives not shifted by the rank's offset",
+        "objectives/infonce.py",
+        "keys_a[start : start + n], keys_b, s, local_g, g, positive_offset=start",
+        "keys_a[start : start + n], keys_b, s, local_g, g, positive_offset=0",
+        ("tests/unit/objectives/test_local_forms.py", DIST),
+    ),
+    Mutant(
+        "FSDP: replicated parameters' gradients summed, not averaged",
+        "recipes/fsdp.py",
+        "    flat /= dist.get_world_size()\n",
+        "",
+        (DIST,),
+    ),
+    Mutant(
+        "sharded evaluation: every rank embeds rank 0's rows",
+        "recipes/evaluate.py",
+        "rows = list(range(group.rank, len(dataset), group.world))",
+        "rows = list(range(0, len(dataset), group.world))",
+        (DIST,),
+    ),
+    Mutant(
+        "resume: the optimiser's state not restored",
+        "recipes/train_checkpoint.py",
+        'run.optimizer.load_state_dict(state["optimizer"])',
+        "pass",
+        ("tests/integration/test_train_resume.py",),
     ),
 )
 

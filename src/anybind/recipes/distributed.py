@@ -10,8 +10,11 @@ Symile, CWCL) is exact with no change. Why the gradients are exact: the loss L i
 every rank; the sum-reducing backward of the gather hands rank r's rows W·∂L/∂x_r, so rank r's
 encoder gradient is W times its rows' share, and `DistributedDataParallel`'s average over ranks
 makes it the full-batch gradient; the loss-only parameters (temperature, objective scales) get
-the full ∂L/∂θ on every rank, which the average leaves as it is. The objective is replicated
-(O(B²) on every rank); the encoders, the usual cost, are not. BatchNorm sees per-rank
+the full ∂L/∂θ on every rank, which the average leaves as it is. Symile, CWCL and tiled SigLIP
+are computed whole on every rank (O(B²) each); InfoNCE and dense SigLIP take open_clip's local
+form instead (`Aligner.local_loss`: each rank scores its own rows against all, O(B²/W), and
+returns W × its share, which the same average turns into the full-batch gradient). The
+encoders' work, the usual cost, is split over the ranks. BatchNorm sees per-rank
 statistics unless converted to SyncBatchNorm. Only rank 0 writes files. `train.parallel: fsdp`
 shards the towers instead of replicating them, with the same gathers and the same loss
 (`anybind.recipes.fsdp`).

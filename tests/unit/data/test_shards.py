@@ -107,6 +107,16 @@ def test_every_sample_once_per_balanced_epoch_and_epochs_differ(shards, world, w
     assert first != second  # a new shuffle each epoch
 
 
+def test_the_shuffle_buffer_itself_changes_with_the_epoch(shards):
+    """One shard: the shard order cannot change, so only the buffer can reorder an epoch."""
+    one = ShardSet([str(shards / "shard-000000.tar")], modalities(), CLASS_NAMES, samples=8,
+                   samples_per_epoch=8, shuffle_buffer=10)  # fmt: skip
+    stream = ShardStream(one, batch_size=8, seed=3, start=0, stop=3)
+    epochs = [b["id"] for b in stream]
+    assert all(sorted(ids) == [f"s{i}" for i in range(8)] for ids in epochs)
+    assert len({tuple(ids) for ids in epochs}) == 3
+
+
 def test_a_resumed_stream_gives_the_batches_of_the_uninterrupted_one(shards):
     sets = shard_set(shards)
     straight = epoch_ids(sets, range(0, 10), world=2, workers=2)
