@@ -20,6 +20,7 @@ if [ "${1:-}" = "--check" ]; then
     timeout 120 "$PY" benchmarks/contrastive.py --sizes 256 --dim 32 --methods $METHODS \
         --repeats 3 --timeout 60 --strict --out "$OUT/contrastive.json"
     timeout 120 "$PY" benchmarks/gpu_train.py --smoke --out "$OUT/train.json"
+    echo "check passed; results in $OUT"
     exit 0
 fi
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
